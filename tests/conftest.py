@@ -1,0 +1,23 @@
+"""Shared fixtures: where the real face data lives, and a quiet single-thread torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACEMEND_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` (override with FACEMEND_SHARED); tests that need it skip when absent."""
+    if not DATA.is_dir():
+        pytest.skip(f"shared face data not found at {DATA} (set FACEMEND_SHARED)")
+    return DATA
