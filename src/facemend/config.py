@@ -28,7 +28,7 @@ FusionKind = Literal["lgf", "add", "concat", "none"]
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Generator and discriminator shape (DESIGN §1). Paper size: resolution=512, channel_base=32768."""
+    """Generator and discriminator shape (DESIGN §1); paper size: H=512, channel_base=32768."""
 
     resolution: int = 512  # H: input/output side, a power of two in [32, 1024]
     channel_base: int = 32768  # StyleGAN2 rule: width(res) = min(channel_base // res, max_channels)
@@ -197,6 +197,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}={value!r}: expected an integer")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}={value!r}: expected a number")
         return float(value)

@@ -17,8 +17,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from facemend.config import ConfigError, RunConfig, load_config
-    from facemend.models.generator import Generator
     from facemend.models.discriminator import Discriminator
+    from facemend.models.generator import Generator
 
     try:
         src = Path(args.source)

@@ -1,0 +1,53 @@
+"""StyleGAN2 residual discriminator with minibatch standard deviation, resolution-generic."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facemend.config import ModelConfig
+from facemend.models.generator import ResDownBlock
+from facemend.models.layers import EqualConv2d, EqualLinear, assert_shape, lrelu
+
+
+def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
+    """Append the mean over features of the per-group stddev as one channel (B, C+1, S, S)."""
+    B, C, H, W = x.shape
+    g = min(group, B)
+    while B % g:  # largest group size <= `group` that divides the batch
+        g -= 1
+    y = x.reshape(g, -1, C, H, W)  # (G, B/G, C, H, W)
+    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()  # (B/G, C, H, W)
+    y = y.mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1).repeat(g, 1, H, W)  # (B, 1, H, W)
+    return torch.cat([x, y], dim=1)
+
+
+class Discriminator(nn.Module):
+    """D(x): (B, 3, H, H) -> (B,) logits."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        H = cfg.resolution
+        self.from_rgb = EqualConv2d(3, cfg.d_channels(H), 1)
+        blocks = []
+        res = H
+        while res > 4:
+            blocks.append(ResDownBlock(cfg.d_channels(res), cfg.d_channels(res // 2)))
+            res //= 2
+        self.blocks = nn.ModuleList(blocks)
+        c4 = cfg.d_channels(4)
+        self.conv4 = EqualConv2d(c4 + 1, c4, 3)
+        self.fc = EqualLinear(c4 * 16, c4)
+        self.out = EqualLinear(c4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H = self.cfg.resolution
+        assert_shape(x, [None, 3, H, H])
+        h = lrelu(self.from_rgb(x))
+        for block in self.blocks:
+            h = block(h)
+        h = minibatch_stddev(h, self.cfg.mbstd_group)  # (B, C4 + 1, 4, 4)
+        h = lrelu(self.conv4(h))
+        h = lrelu(self.fc(h.flatten(1)))
+        return self.out(h).squeeze(1)  # (B,)

@@ -1,0 +1,117 @@
+"""`save_pretrained` / `from_pretrained`: safetensors weights + JSON config + format version.
+
+A weights folder holds `model.safetensors` (every parameter and buffer of G, float32) and
+`config.json` ({"format": "facemend-generator", "format_version": 1, "model": {...}, ...}).
+Loading rebuilds G from the config, then checks every tensor name and shape before copying; it
+never unpickles. Problems are `WeightsError`s with one line naming the folder and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from facemend import __version__
+from facemend.config import ConfigError, ModelConfig, from_dict, to_dict
+from facemend.io import atomic_write_bytes
+from facemend.models.generator import Generator
+
+FORMAT = "facemend-generator"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "default"
+
+
+class WeightsError(ValueError):
+    """A weights folder that cannot be loaded; str() names the folder and the problem."""
+
+
+def save_pretrained(
+    model: Generator, folder: str | Path, meta: dict[str, Any] | None = None
+) -> None:
+    """Write `model.safetensors` + `config.json` into `folder`, each atomically."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    # every tensor as float32 (bool/int buffers too): one dtype, readable by any safetensors tool
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items()}
+    atomic_write_bytes(out / WEIGHTS_FILE, save(state, metadata={"format": FORMAT}))
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "facemend_version": __version__,
+        "model": to_dict(model.cfg),
+        "meta": meta or {},
+    }
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(out / CONFIG_FILE, text.encode())
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Read and validate `config.json` of a weights folder."""
+    p = Path(folder) / CONFIG_FILE
+    if not p.is_file():
+        raise WeightsError(f"{folder}: no {CONFIG_FILE} (not a facemend weights folder)")
+    try:
+        config = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise WeightsError(f"{p}: not a facemend generator config (format != {FORMAT!r})")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise WeightsError(
+            f"{p}: format_version {version!r} is not supported (this facemend reads "
+            f"{FORMAT_VERSION}); upgrade facemend or re-export the weights"
+        )
+    return config
+
+
+def load_config_from_dir(folder: str | Path) -> ModelConfig:
+    """The ModelConfig stored in a weights folder."""
+    config = read_config(folder)
+    try:
+        return from_dict(ModelConfig, config.get("model", {}), "model")
+    except ConfigError as e:
+        raise WeightsError(f"{Path(folder) / CONFIG_FILE}: {e}") from None
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy a flat state dict into `model` after checking every name and shape."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise WeightsError(f"{source}: tensors do not match the config ({what})")
+    for name, ref in expected.items():
+        if tuple(state[name].shape) != tuple(ref.shape):
+            raise WeightsError(
+                f"{source}: tensor {name} has shape {tuple(state[name].shape)}, "
+                f"expected {tuple(ref.shape)}"
+            )
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def from_pretrained(
+    folder: str | Path | None = None, device: str | torch.device = "cpu"
+) -> Generator:
+    """Rebuild G from `folder` (default: the bundled `weights/default`), in eval mode."""
+    folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
+    cfg = load_config_from_dir(folder)
+    wfile = folder / WEIGHTS_FILE
+    if not wfile.is_file():
+        raise WeightsError(f"{folder}: no {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(wfile))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{wfile}: not a readable safetensors file ({e})") from None
+    model = Generator(cfg)
+    load_state_into(model, state, str(wfile))
+    return model.eval().to(device)
