@@ -13,9 +13,14 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from facemend import __version__
-from facemend.commands import info
+from facemend.commands import degrade, embed, info, train
 
-COMMANDS: tuple[tuple[str, ModuleType], ...] = (("info", info),)
+COMMANDS: tuple[tuple[str, ModuleType], ...] = (
+    ("train", train),
+    ("degrade", degrade),
+    ("embed", embed),
+    ("info", info),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

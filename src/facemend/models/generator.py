@@ -242,10 +242,11 @@ class Generator(nn.Module):
 
     def forward(
         self, x: torch.Tensor, noise: list[torch.Tensor] | None = None, noise_scale: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """G(x, eps) (eq. 5): the restored image (B, 3, H, H)."""
-        return self.synthesize(x, noise, noise_scale, generator)[0]
+        generator: torch.Generator | None = None, return_vq: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """G(x, eps) (eq. 5): the restored image (B, 3, H, H) [, VQ commitment loss]."""
+        out, vq = self.synthesize(x, noise, noise_scale, generator)
+        return (out, vq) if return_vq else out
 
     @torch.no_grad()
     def update_codebooks(

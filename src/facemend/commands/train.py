@@ -1,0 +1,53 @@
+"""`facemend train`: train the paper's model on folders of aligned faces (1 CPU to N GPUs)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train the model on folders of aligned faces (single process or torchrun/DDP)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML with model:/degradation:/train: sections "
+                   "(e.g. configs/default-64.yaml); defaults when omitted")
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="folder of aligned face images (recursive); repeat for several")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log, samples, final/")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.steps=2000 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop after this step with a checkpoint (resume later with --resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from facemend.config import ConfigError, RunConfig, load_config
+    from facemend.models.pretrained import WeightsError
+    from facemend.training.loop import TrainingDivergedError, train
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = load_config(RunConfig, args.config, args.set)
+        for d in args.data:
+            if not Path(d).is_dir():
+                raise ConfigError(f"{d}: data folder not found")
+        final = train(cfg, args.data, args.out, resume=args.resume, device=args.device,
+                      stop_at=args.stop_at, progress=not args.no_progress)
+    except (ConfigError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"error: {e}")
+        return 2
+    except TrainingDivergedError as e:
+        print(f"error: {e}")
+        return 3
+    if final.is_dir():
+        print(f"weights: {final}")
+    return 0

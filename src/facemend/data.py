@@ -1,0 +1,192 @@
+"""Training data: folders of aligned faces -> (LQ, HQ) pairs with eq. 13 applied on the fly.
+
+Reproducibility: sample `index` of epoch `epoch` draws its flip and degradation from
+`np.random.default_rng([seed, epoch, index])`, so a batch depends only on (seed, epoch, indices),
+not on the number of DataLoader workers or on which worker loads it. The sampler's order is seeded
+too (see `make_loader`). Call `dataset.set_epoch(e)` (and `sampler.set_epoch(e)` when distributed)
+before iterating an epoch; loaders are built without persistent workers so that workers see it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from facemend.config import DegradationConfig
+from facemend.degradations import degrade
+from facemend.io import ImageError, list_images, load_rgb, to_tensor
+
+FACE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+PathLike = str | Path
+
+
+def find_faces(roots: PathLike | Sequence[PathLike]) -> list[tuple[Path, Path]]:
+    """(root, relative path) of every png/jpg/jpeg/webp under the roots (recursive, sorted)."""
+    roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    out: list[tuple[Path, Path]] = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: face folder not found")
+        out += [(root, p.relative_to(root)) for p in list_images(root)
+                if p.suffix.lower() in FACE_EXTENSIONS]
+    return out
+
+
+def split_key_fraction(key: str) -> float:
+    """Stable hash of a string mapped to [0, 1): sha1, first 8 bytes, big-endian / 2**64."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def split_files(
+    files: Sequence[PathLike], val_fraction: float
+) -> tuple[list[PathLike], list[PathLike]]:
+    """Train/validation split: file -> validation iff hash(posix path as given) < val_fraction.
+
+    Pass paths relative to their data root so that the split does not depend on where the data
+    lives (FaceFolder does). The rule is per file, so adding files never moves existing ones.
+    """
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction={val_fraction}: must be in [0, 1]")
+    train: list[PathLike] = []
+    val: list[PathLike] = []
+    for f in files:
+        (val if split_key_fraction(Path(f).as_posix()) < val_fraction else train).append(f)
+    return train, val
+
+
+def load_face(path: Path, resolution: int) -> np.ndarray:
+    """Read a face as (H, H, 3) uint8: centre-cropped to square, Pillow LANCZOS to `resolution`."""
+    img = load_rgb(path)  # (h, w, 3)
+    h, w = img.shape[:2]
+    if h != w:
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        img = img[top:top + s, left:left + s]
+    if img.shape[0] != resolution:
+        pil = Image.fromarray(img).resize((resolution, resolution), Image.Resampling.LANCZOS)
+        img = np.asarray(pil)
+    return np.array(img)  # writable copy (Pillow arrays are read-only)
+
+
+class FaceFolder(Dataset):
+    """Aligned faces from one or more folders, degraded on the fly by eq. 13.
+
+    Items: {"lq": (3, H, W) float32 in [-1, 1], "hq": (3, H, W) float32 in [-1, 1], "index": int},
+    where "index" is the file actually used (it differs from the requested index when an unreadable
+    file was replaced by the next good one). Unreadable files are found lazily: each is warned
+    about once (one line naming the file) and counted in `skipped` (per process: DataLoader workers
+    keep their own counts).
+    """
+
+    def __init__(
+        self,
+        roots: PathLike | Sequence[PathLike],
+        resolution: int,
+        *,
+        degradation: DegradationConfig = DegradationConfig(),
+        seed: int = 0,
+        flip: bool = True,
+        split: Literal["all", "train", "val"] = "all",
+        val_fraction: float = 0.0,
+    ) -> None:
+        entries = find_faces(roots)
+        if split != "all":
+            train, val = split_files([rel for _, rel in entries], val_fraction)
+            keep = set(map(Path, train if split == "train" else val))
+            entries = [(root, rel) for root, rel in entries if rel in keep]
+        if not entries:
+            raise ValueError(f"no face images ({', '.join(FACE_EXTENSIONS)}) for split '{split}' "
+                             f"under {roots}")
+        self.files = [root / rel for root, rel in entries]
+        self.relpaths = [rel for _, rel in entries]
+        self.resolution = resolution
+        self.degradation = degradation
+        self.seed = seed
+        self.flip = flip
+        self.epoch = 0
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def skipped(self) -> int:
+        """Number of unreadable files met so far in this process."""
+        return len(self._bad)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's degradations (part of each sample's seed)."""
+        self.epoch = epoch
+
+    def _load_good(self, index: int) -> tuple[int, np.ndarray]:
+        """(file index, image) of `index` or, if unreadable, of the next readable file."""
+        n = len(self.files)
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._bad:
+                continue
+            try:
+                return i, load_face(self.files[i], self.resolution)
+            except ImageError as e:
+                self._bad.add(i)
+                warnings.warn(f"skipping unreadable training image {e}", stacklevel=3)
+        raise RuntimeError(f"no readable image among the {n} files of this dataset")
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        used, hq = self._load_good(index)  # (H, W, 3) uint8
+        if self.flip and rng.random() < 0.5:
+            hq = np.ascontiguousarray(hq[:, ::-1])
+        lq, _ = degrade(hq, rng, self.degradation)  # (H, W, 3) uint8
+        return {"lq": to_tensor(lq)[0], "hq": to_tensor(hq)[0], "index": used}
+
+
+def _worker_init(worker_id: int) -> None:
+    """One thread per DataLoader worker for torch and OpenCV (avoid oversubscribing cores)."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    distributed: bool = False,
+) -> DataLoader:
+    """Seeded training loader: DistributedSampler (shuffle, drop_last) or seeded RandomSampler.
+
+    Full batches only (drop_last). With DDP call `loader.sampler.set_epoch(e)` each epoch.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    sampler: torch.utils.data.Sampler
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+        per_rank = len(sampler)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        per_rank = n
+    if per_rank < batch_size:
+        raise ValueError(f"dataset has {n} images ({per_rank} per process), fewer than the batch "
+                         f"size {batch_size}: add images or lower train.batch_size")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=True,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,  # workers must see dataset.set_epoch()
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )

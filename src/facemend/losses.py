@@ -1,0 +1,185 @@
+"""Losses of §3.3 (eq. 3, 7-10) and DiffAugment, the Aug(.) of eq. 8-9.
+
+Logits are D's raw outputs, shape (B,) or (B, 1). Images are (B, 3, H, W) in [-1, 1]. Weights
+(alpha, lambda_p, beta, gamma) are applied by the training loop, not here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facemend.vgg19 import VGG19
+
+# ---------------------------------------------------------------------------------------------
+# Adversarial, reconstruction and VQ terms.
+
+
+def adversarial_g(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 9: non-saturating G loss -log sigmoid(D(Aug(G(x)))) = softplus(-l), batch mean."""
+    return F.softplus(-fake_logits).mean()
+
+
+def adversarial_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: D loss -log sigmoid(D(Aug(y))) - log(1 - sigmoid(D(Aug(G(x))))), batch means."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 10 first term: mean absolute error between restored and target images."""
+    return (output - target).abs().mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder 2018): mean over the batch of ||d D(y) / d y||^2; caller scales by gamma/2.
+
+    `real_images` must have requires_grad=True and `real_logits` be computed from them.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grad.square().sum(dim=[1, 2, 3]).mean()  # (B, C, H, W) -> scalar
+
+
+def vq_commitment(p: torch.Tensor, pq: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 second term ||p - sg(pq)||^2 (mean); the first term is the EMA codebook update."""
+    return F.mse_loss(p, pq.detach())
+
+
+# ---------------------------------------------------------------------------------------------
+# Perceptual loss (eq. 10 second term).
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# GFPGAN's choice (the paper follows GFPGAN, §5): pre-activation conv features, shallow layers
+# down-weighted, L1 per layer.
+DEFAULT_LAYER_WEIGHTS: dict[str, float] = {
+    "conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0,
+}
+
+
+class PerceptualLoss(nn.Module):
+    """Eq. 10: sum_l w_l * L1(VGG19_l(G(x)), VGG19_l(y)) on ImageNet-normalised inputs.
+
+    Follows GFPGAN/BasicSR: features are the conv outputs before ReLU (`conv1_2`, ..., `conv5_4`)
+    with weights 0.1, 0.1, 1, 1, 1; inputs in [-1, 1] are mapped to [0, 1] and then normalised
+    with ImageNet mean/std. The VGG is frozen; gradients flow to the first argument only.
+    """
+
+    def __init__(self, vgg: VGG19, layer_weights: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.vgg = vgg.eval().requires_grad_(False)
+        self.layer_weights = dict(layer_weights or DEFAULT_LAYER_WEIGHTS)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        """Keep the VGG in eval mode whatever the loss module's mode."""
+        super().train(mode)
+        self.vgg.eval()
+        return self
+
+    def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = ((x + 1.0) * 0.5 - self.mean) / self.std  # (B, 3, H, W), ImageNet-normalised
+        return self.vgg(x, tuple(self.layer_weights))
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Weighted L1 distance of VGG19 features; output, target: (B, 3, H, W) in [-1, 1]."""
+        assert output.shape == target.shape and output.shape[1] == 3, (output.shape, target.shape)
+        f_out = self._features(output)
+        with torch.no_grad():
+            f_tgt = self._features(target.detach())
+        loss = output.new_zeros(())
+        for name, w in self.layer_weights.items():
+            loss = loss + w * F.l1_loss(f_out[name], f_tgt[name])
+        return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffAugment (Zhao et al. 2020): Aug(.) of eq. 8-9, applied to both real and fake images.
+
+
+def _rand(shape: tuple[int, ...], x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """U[0, 1) of `shape` drawn from `gen` (on its own device), moved to x's device and dtype."""
+    device = gen.device if gen is not None else x.device
+    return torch.rand(shape, generator=gen, device=device).to(device=x.device, dtype=x.dtype)
+
+
+def _randint(low: int, high: int, shape: tuple[int, ...], x: torch.Tensor,
+             gen: torch.Generator | None) -> torch.Tensor:
+    """Integers in [low, high) from `gen`, on x's device."""
+    device = gen.device if gen is not None else x.device
+    return torch.randint(low, high, shape, generator=gen, device=device).to(x.device)
+
+
+def rand_brightness(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Add a per-sample offset in [-0.5, 0.5)."""
+    return x + (_rand((x.shape[0], 1, 1, 1), x, gen) - 0.5)
+
+
+def rand_saturation(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Scale the distance to the per-pixel channel mean by a per-sample factor in [0, 2)."""
+    mean = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
+    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, gen) * 2.0) + mean
+
+
+def rand_contrast(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Scale the distance to the per-sample image mean by a factor in [0.5, 1.5)."""
+    mean = x.mean(dim=[1, 2, 3], keepdim=True)  # (B, 1, 1, 1)
+    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, gen) + 0.5) + mean
+
+
+def rand_translation(x: torch.Tensor, gen: torch.Generator | None,
+                     ratio: float = 0.125) -> torch.Tensor:
+    """Shift each sample by up to ratio * side pixels in y and x, filling with zeros."""
+    B, _, H, W = x.shape
+    sy, sx = int(H * ratio + 0.5), int(W * ratio + 0.5)
+    ty = _randint(-sy, sy + 1, (B, 1, 1), x, gen)  # (B, 1, 1)
+    tx = _randint(-sx, sx + 1, (B, 1, 1), x, gen)
+    b = torch.arange(B, device=x.device).view(B, 1, 1)
+    # Source row/column in the 1-pixel zero-padded image; out-of-range sources read the padding.
+    gy = (torch.arange(H, device=x.device).view(1, H, 1) + ty + 1).clamp(0, H + 1)  # (B, H, 1)
+    gx = (torch.arange(W, device=x.device).view(1, 1, W) + tx + 1).clamp(0, W + 1)  # (B, 1, W)
+    x_pad = F.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)  # (B, H+2, W+2, C)
+    return x_pad[b, gy, gx].permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+
+
+def rand_cutout(x: torch.Tensor, gen: torch.Generator | None, ratio: float = 0.5) -> torch.Tensor:
+    """Zero a random square of side ratio * side per sample (may extend past the border)."""
+    B, _, H, W = x.shape
+    ch, cw = int(H * ratio + 0.5), int(W * ratio + 0.5)
+    cy = _randint(0, H + (1 - ch % 2), (B, 1, 1), x, gen)  # (B, 1, 1) cutout centre
+    cx = _randint(0, W + (1 - cw % 2), (B, 1, 1), x, gen)
+    ys = torch.arange(H, device=x.device).view(1, H, 1)
+    xs = torch.arange(W, device=x.device).view(1, 1, W)
+    inside = ((ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch)
+              & (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw))  # (B, H, W)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+AUGMENT_OPS = {
+    "color": (rand_brightness, rand_saturation, rand_contrast),
+    "translation": (rand_translation,),
+    "cutout": (rand_cutout,),
+}
+
+
+def parse_policy(policy: str) -> list[str]:
+    """'color,translation' -> ['color', 'translation']; unknown names are a ValueError."""
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    for n in names:
+        if n not in AUGMENT_OPS:
+            raise ValueError(f"unknown DiffAugment op '{n}'; allowed: {', '.join(AUGMENT_OPS)}")
+    return names
+
+
+def diff_augment(x: torch.Tensor, policy: str = "color,translation",
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Eq. 8-9 Aug(.): DiffAugment ops of `policy`, random per sample, differentiable in x.
+
+    Use the same policy for real and fake images (each call draws its own per-sample parameters).
+    """
+    assert x.ndim == 4, x.shape
+    for name in parse_policy(policy):
+        for op in AUGMENT_OPS[name]:
+            x = op(x, generator)
+    return x

@@ -1,0 +1,1 @@
+"""Training: the G/D loop (`loop.py`), checkpoints, EMA, data schedule and DDP plumbing."""

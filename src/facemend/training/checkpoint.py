@@ -1,0 +1,136 @@
+"""Training checkpoints: one safetensors file holding G, D, EMA of G, optimiser states, RNG state;
+JSON metadata (format version, step, config, optimiser hyperparameters) in its header.
+
+Written to a temp file in the same folder and renamed, so a crash (even SIGKILL) mid-save leaves
+the previous checkpoint intact. Loading never unpickles and validates every tensor name and shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from facemend.io import atomic_write_bytes
+from facemend.models.pretrained import WeightsError, load_state_into
+
+FORMAT = "facemend-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(WeightsError):
+    """A checkpoint that cannot be loaded; str() names the file and the problem."""
+
+
+@dataclass
+class TrainingState:
+    """Everything a run needs to continue exactly."""
+
+    step: int
+    images_seen: int
+    modules: dict[str, torch.nn.Module]  # "G", "D", "G_ema"
+    optimizers: dict[str, torch.optim.Optimizer]  # "G", "D"
+    extra: dict[str, Any]  # JSON-safe (config, bad-step counters, ...)
+
+
+def _flatten_optimizer(name: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"opt.{name}/{idx}/{key}"] = val.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(path: str | Path, state: TrainingState) -> None:
+    """Write `state` atomically to `path` (a .safetensors file)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in state.modules.items():
+        for key, val in module.state_dict().items():
+            tensors[f"{name}/{key}"] = val.detach().cpu().contiguous()
+    opt_meta = {}
+    for name, opt in state.optimizers.items():
+        t, meta = _flatten_optimizer(name, opt)
+        tensors.update(t)
+        opt_meta[name] = meta
+    tensors["rng/torch"] = torch.get_rng_state()
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": state.step,
+        "images_seen": state.images_seen,
+        "optimizers": opt_meta,
+        "extra": state.extra,
+    }
+    data = save(tensors, metadata={"facemend": json.dumps(header)})
+    atomic_write_bytes(path, data)
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a checkpoint (format checked), without loading tensors."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
+    try:
+        header = json.loads(meta["facemend"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{p}: not a facemend checkpoint (no facemend header)") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a facemend training checkpoint")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{p}: format_version {header.get('format_version')!r} not "
+                              f"supported (expected {FORMAT_VERSION})")
+    return header
+
+
+def load_checkpoint(path: str | Path, state: TrainingState, map_location: str = "cpu") -> None:
+    """Fill `state` (modules and optimisers already built from the config) from `path`."""
+    p = Path(path)
+    header = read_header(p)
+    try:
+        with safe_open(str(p), framework="pt", device=map_location) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{p}: truncated or corrupt checkpoint ({e})") from None
+    for name, module in state.modules.items():
+        prefix = f"{name}/"
+        sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            load_state_into(module, sub, f"{p} [{name}]")
+        except WeightsError as e:
+            raise CheckpointError(str(e)) from None
+    for name, opt in state.optimizers.items():
+        meta = header["optimizers"].get(name)
+        if meta is None:
+            raise CheckpointError(f"{p}: no optimiser state for {name}")
+        st: dict[int, dict[str, Any]] = {}
+        prefix = f"opt.{name}/"
+        for k, v in tensors.items():
+            if k.startswith(prefix):
+                idx, key = k[len(prefix):].split("/", 1)
+                st.setdefault(int(idx), {})[key] = v
+        for idx, scalars in meta["scalars"].items():
+            st.setdefault(int(idx), {}).update(scalars)
+        try:
+            opt.load_state_dict({"state": st, "param_groups": meta["param_groups"]})
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{p}: optimiser state for {name} does not match ({e})") from None
+    if "rng/torch" in tensors:
+        torch.set_rng_state(tensors["rng/torch"].to(torch.uint8).cpu())
+    state.step = int(header["step"])
+    state.images_seen = int(header["images_seen"])
+    state.extra = header.get("extra", {})

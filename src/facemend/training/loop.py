@@ -1,0 +1,291 @@
+"""The training loop (eq. 7-10): one G phase and one D phase per step, on 1 CPU or N GPUs.
+
+Per step, on the batch (x = Deg(y), y):
+  Codebooks: EMA update from the encoder features of y (eq. 3, first term), synced over ranks.
+  Gmain:     L_G = alpha * softplus(-D(Aug(G(x)))) + L1 + lambda_p * L_percep + beta * L_commit
+             (+ face-feature perceptual and identity terms from the dlib ResNet when enabled).
+  Dmain:     L_D = softplus(D(Aug(sg(G(x))))) + softplus(-D(Aug(y)))            (eq. 8)
+  Dreg:      every r1_interval steps, gamma/2 * ||grad D(y)||^2 * r1_interval    (lazy R1, optional)
+  EMA:       G_ema <- G with a half-life in images.
+Every random choice is seeded from (seed, step, rank), so a resumed run repeats a straight one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from facemend.config import RunConfig, to_dict, to_json
+from facemend.data import FaceFolder
+from facemend.losses import adversarial_d, adversarial_g, diff_augment, l1_loss, r1_penalty
+from facemend.models.discriminator import Discriminator
+from facemend.models.generator import Generator
+from facemend.models.pretrained import save_pretrained
+from facemend.training import distributed as ddp
+from facemend.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from facemend.training.ema import ema_beta, update_ema
+from facemend.training.report import JsonlLog, plot_loss_curves, psnr_batch, save_grid
+from facemend.training.schedule import EpochIndexed, StepBatches, step_seed
+
+CKPT = "checkpoints/latest.safetensors"
+
+
+class TrainingDivergedError(RuntimeError):
+    """Too many consecutive non-finite losses; the last good checkpoint is kept."""
+
+
+@dataclass
+class Models:
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    G_train: torch.nn.Module  # G or DDP(G)
+    D_train: torch.nn.Module  # D or DDP(D)
+
+
+def say(dist: ddp.Dist, msg: str) -> None:
+    """Print a line from rank 0 only."""
+    if dist.main:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def build_perceptual(cfg: RunConfig, device: torch.device, dist: ddp.Dist):
+    """VGG19 perceptual loss (eq. 10) when weights are given; else None, said once."""
+    path = cfg.train.vgg19_weights or os.environ.get("FACEMEND_VGG19")
+    if cfg.train.lambda_p <= 0:
+        return None
+    if not path:
+        say(dist, "note: no VGG19 weights (train.vgg19_weights or FACEMEND_VGG19 -> "
+                  "vgg19-dcbb9e9d.pth): the VGG perceptual term is off; the offline dlib "
+                  "face-feature loss stands in (train.face_perceptual_weight)")
+        return None
+    from facemend.losses import PerceptualLoss
+    from facemend.vgg19 import load_vgg19
+
+    return PerceptualLoss(load_vgg19(path)).to(device)
+
+
+def build_face_loss(cfg: RunConfig, device: torch.device):
+    """dlib-ResNet face perceptual + identity loss, when either weight is positive."""
+    if cfg.train.face_perceptual_weight <= 0 and cfg.train.identity_weight <= 0:
+        return None
+    from facemend.faces.dlib_resnet import load_face_net
+    from facemend.faces.losses import FaceFeatureLoss
+
+    return FaceFeatureLoss(load_face_net(device=device))
+
+
+def autocast(cfg: RunConfig, device: torch.device):
+    """bf16 autocast on CUDA ('auto') or wherever asked ('bf16'); a no-op context otherwise."""
+    on = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def clip(module: torch.nn.Module, max_norm: float) -> None:
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+
+
+def train(
+    cfg: RunConfig, data: list[str], out: str | Path, resume: bool = False, device: str = "auto",
+    stop_at: int | None = None, progress: bool = True,
+) -> Path:
+    """Train G and D on folders of aligned faces; returns the folder of the final EMA weights.
+
+    `stop_at` ends the run after that step (checkpoint written), as if it had been interrupted.
+    """
+    dist = ddp.setup(device)
+    dev = dist.device
+    out = Path(out)
+    tc, H = cfg.train, cfg.model.resolution
+    torch.manual_seed(tc.seed)  # identical initial weights on every rank
+
+    train_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed, flip=tc.flip,
+                           split="train", val_fraction=tc.val_fraction)
+    try:
+        val_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed + 1, flip=False,
+                             split="val", val_fraction=tc.val_fraction)
+    except ValueError:  # no file fell in the validation split: use the first training files
+        val_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed + 1, flip=False)
+    val = [val_set[i] for i in range(min(tc.val_batch, len(val_set)))]
+    val_lq = torch.stack([v["lq"] for v in val]).to(dev)  # (V, 3, H, H)
+    val_hq = torch.stack([v["hq"] for v in val]).to(dev)
+
+    G = Generator(cfg.model).to(dev).train()
+    D = Discriminator(cfg.model).to(dev).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=tc.lr_g, betas=tuple(map(float, tc.betas)))
+    # lazy R1 (stylegan2): adjust D's lr and betas for the reg interval
+    r1_ratio = tc.r1_interval / (tc.r1_interval + 1) if tc.r1_gamma > 0 else 1.0
+    d_betas = tuple(float(b) ** r1_ratio for b in tc.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=tc.lr_d * r1_ratio, betas=d_betas)
+    state = TrainingState(step=0, images_seen=0, modules={"G": G, "D": D, "G_ema": G_ema},
+                          optimizers={"G": opt_g, "D": opt_d}, extra={})
+    ckpt = out / CKPT
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: nothing to resume (run without --resume first)")
+        load_checkpoint(ckpt, state, map_location=str(dev))
+        saved = state.extra.get("config", {}).get("model")
+        if saved is not None and saved != to_dict(cfg.model):
+            raise ValueError(f"{ckpt}: the checkpoint's model config differs from this run's; "
+                             "resume with the same --config and model --set values")
+        say(dist, f"resumed from {ckpt} at step {state.step}")
+    elif ckpt.exists():
+        raise FileExistsError(f"{out}: already holds a run; use --resume or a new --out")
+
+    G_train: torch.nn.Module = G
+    D_train: torch.nn.Module = D
+    if dist.enabled:
+        ids = [dev.index] if dev.type == "cuda" else None
+        G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
+        D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
+    reduce = ddp.all_reduce_sum if dist.enabled else None
+    percep = build_perceptual(cfg, dev, dist)
+    face_loss = build_face_loss(cfg, dev)
+
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(to_json(cfg) + "\n")
+    log = JsonlLog(out / "log.jsonl", truncate_after_step=state.step) if dist.main else None
+    last = min(tc.steps, stop_at) if stop_at is not None else tc.steps
+    sampler = StepBatches(len(train_set), tc.batch_size, tc.seed, state.step, last,
+                          dist.rank, dist.world)
+    loader = DataLoader(EpochIndexed(train_set), batch_sampler=sampler,
+                        num_workers=tc.num_workers, pin_memory=dev.type == "cuda")
+    say(dist, f"training {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M-parameter G at "
+              f"{H}px on {len(train_set)} faces ({dist.world} process(es), {dev}), "
+              f"steps {state.step}->{last}")
+
+    bar = None
+    if progress and dist.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=last, initial=state.step, unit="step", dynamic_ncols=True)
+    bad = int(state.extra.get("bad_steps", 0))
+    t_last, n_last = time.perf_counter(), 0
+    for batch in loader:
+        step = state.step
+        x = batch["lq"].to(dev, non_blocking=True)  # (B, 3, H, H) degraded
+        y = batch["hq"].to(dev, non_blocking=True)  # (B, 3, H, H) ground truth
+        gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, dist.rank, 0))
+        aug_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, dist.rank, 1))
+        vq_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, 0, 2))
+
+        # Codebooks: EMA from ground-truth features only (eq. 3, first term).
+        G.update_codebooks(y, vq_gen, reduce)
+
+        # Gmain
+        D.requires_grad_(False)
+        with autocast(cfg, dev):
+            fake, vq = G_train(x, generator=gen, return_vq=True)
+            losses = {"loss_l1": l1_loss(fake, y), "loss_vq": vq}
+            if tc.alpha > 0:
+                losses["loss_adv"] = adversarial_g(D(diff_augment(fake, tc.diffaug, aug_gen)))
+            if percep is not None:
+                losses["loss_percep"] = percep(fake.float(), y)
+        if face_loss is not None:
+            losses["loss_face"], losses["loss_id"] = face_loss(fake.float(), y)
+        loss_g = (tc.l1_weight * losses["loss_l1"] + tc.vq_beta * losses["loss_vq"]
+                  + tc.alpha * losses.get("loss_adv", 0.0)
+                  + tc.lambda_p * losses.get("loss_percep", 0.0)
+                  + tc.face_perceptual_weight * losses.get("loss_face", 0.0)
+                  + tc.identity_weight * losses.get("loss_id", 0.0))
+        D.requires_grad_(True)
+
+        # Dmain (on the same fakes, detached)
+        if tc.alpha > 0:
+            with autocast(cfg, dev):
+                real_logits = D_train(diff_augment(y, tc.diffaug, aug_gen))
+                fake_logits = D_train(diff_augment(fake.detach(), tc.diffaug, aug_gen))
+                loss_d = adversarial_d(real_logits, fake_logits)
+            losses["loss_d"] = loss_d
+        finite = all(torch.isfinite(v).all() for v in losses.values())
+        if not finite:
+            bad += 1
+            opt_g.zero_grad(set_to_none=True)
+            opt_d.zero_grad(set_to_none=True)
+            say(dist, f"step {step}: non-finite loss ({ {k: float(v) for k, v in losses.items()} }"
+                      f"), step skipped ({bad} in a row)")
+            if log is not None:
+                log.write({"step": step, "skipped": "non-finite loss"})
+            if bad >= tc.max_bad_steps:
+                raise TrainingDivergedError(f"{bad} non-finite losses in a row at step {step}; "
+                                       f"last good checkpoint kept at {ckpt}")
+            state.step += 1
+            continue
+        bad = 0
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        clip(G, tc.grad_clip)
+        opt_g.step()
+        if tc.alpha > 0:
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
+                y_req = y.detach().requires_grad_(True)
+                r1 = r1_penalty(D_train(y_req), y_req)
+                (r1 * (tc.r1_gamma / 2) * tc.r1_interval).backward()
+                losses["loss_r1"] = r1.detach()
+            clip(D, tc.grad_clip)
+            opt_d.step()
+
+        batch_images = tc.batch_size * dist.world
+        state.images_seen += batch_images
+        state.step += 1
+        update_ema(G_ema, G, ema_beta(batch_images, state.images_seen, tc.ema_half_life_images,
+                                      tc.ema_rampup))
+        n_last += batch_images
+
+        if log is not None and (state.step % tc.log_every == 0 or state.step == last):
+            now = time.perf_counter()
+            rec = {"step": state.step, "images": state.images_seen,
+                   "images_per_s": round(n_last / max(now - t_last, 1e-9), 3)}
+            rec.update({k: round(float(v.detach()), 6) for k, v in losses.items()})
+            log.write(rec)
+            t_last, n_last = now, 0
+            if bar is not None:
+                bar.set_postfix(l1=f"{rec['loss_l1']:.3f}", img_s=f"{rec['images_per_s']:.1f}")
+        if bar is not None:
+            bar.update(1)
+        if state.step % tc.sample_every == 0 or state.step == last:
+            validate(G_ema, val_lq, val_hq, state.step, out, log, dist)
+        if state.step % tc.ckpt_every == 0 or state.step == last:
+            state.extra = {"config": to_dict(cfg), "bad_steps": bad}
+            if dist.main:
+                save_checkpoint(ckpt, state)
+            ddp.barrier(dist)
+    if bar is not None:
+        bar.close()
+
+    final = out / "final"
+    if dist.main and state.step >= tc.steps:
+        save_pretrained(G_ema, final, meta={"steps": state.step, "images_seen": state.images_seen,
+                                            "data": [str(d) for d in data]})
+        plot_loss_curves(out / "log.jsonl", out / "loss_curves.png")
+    ddp.barrier(dist)
+    ddp.teardown(dist)
+    return final
+
+
+@torch.no_grad()
+def validate(G_ema: Generator, lq: torch.Tensor, hq: torch.Tensor, step: int, out: Path,
+             log: JsonlLog | None, dist: ddp.Dist) -> None:
+    """Validation PSNR of the EMA generator on the fixed batch, and a grid (LQ | restored | GT)."""
+    if not dist.main:
+        return
+    restored = G_ema(lq, generator=torch.Generator(device=lq.device).manual_seed(0))
+    psnr = psnr_batch(restored, hq)
+    save_grid(out / "samples" / f"step_{step:07d}.png", [lq, restored.clamp(-1, 1), hq])
+    if log is not None and math.isfinite(psnr):
+        log.write({"step": step, "val_psnr": round(psnr, 4), "val_psnr_input": round(
+            psnr_batch(lq, hq), 4)})
