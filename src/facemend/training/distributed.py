@@ -57,6 +57,19 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def in_sync(d: Dist, modules: list[torch.nn.Module]) -> bool:
+    """True when every rank holds the same parameters and buffers (checksums compared)."""
+    sums = torch.stack([
+        torch.stack([t.detach().double().sum() for t in m.state_dict().values()]).sum()
+        for m in modules
+    ]).to(d.device)  # (M,)
+    if not d.enabled:
+        return True
+    gathered = [torch.zeros_like(sums) for _ in range(d.world)]
+    dist.all_gather(gathered, sums)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
 def barrier(d: Dist) -> None:
     """Wait for every process (no-op in a single process)."""
     if d.enabled:

@@ -267,6 +267,11 @@ def train(
     if bar is not None:
         bar.close()
 
+    if dist.enabled:  # DDP keeps ranks identical; prove it (weights, EMA and codebooks)
+        synced = ddp.in_sync(dist, [G, D, G_ema])
+        if log is not None:
+            log.write({"step": state.step, "ranks_in_sync": synced, "world": dist.world})
+        say(dist, f"{dist.world} ranks in sync: {synced}")
     final = out / "final"
     if dist.main and state.step >= tc.steps:
         save_pretrained(G_ema, final, meta={"steps": state.step, "images_seen": state.images_seen,
