@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from facemend import __version__
-from facemend.commands import degrade, embed, info, train
+from facemend.commands import align, degrade, embed, evaluate, info, train
 
 COMMANDS: tuple[tuple[str, ModuleType], ...] = (
+    ("align", align),
     ("train", train),
     ("degrade", degrade),
+    ("evaluate", evaluate),
     ("embed", embed),
     ("info", info),
 )

@@ -52,7 +52,9 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1]."""
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, img.shape
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
+    arr = np.ascontiguousarray(img)
+    arr = arr if arr.flags.writeable else arr.copy()
+    t = torch.from_numpy(arr).permute(2, 0, 1).float()
     return (t / 127.5 - 1.0).unsqueeze(0)
 
 

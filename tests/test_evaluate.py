@@ -1,0 +1,143 @@
+"""`facemend evaluate` end to end on six real CelebA faces (3 identities x 2) at 64 px."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facemend.commands import evaluate as cmd
+from facemend.config import EvalConfig
+from facemend.evaluation import evaluate
+from facemend.io import load_rgb
+
+RES = 64
+
+
+@pytest.fixture(scope="module")
+def faces(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+    """A data folder of symlinks to 6 eval256 faces (3 identities, 2 each) and its labels.csv."""
+    src = shared_data / "celeba" / "eval256"
+    with (src / "labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_id: dict[str, list[dict]] = {}
+    for r in rows:
+        by_id.setdefault(r["identity"], []).append(r)
+    chosen = [r for ident in sorted(by_id)[:3] for r in by_id[ident][:2]]
+    root = tmp_path_factory.mktemp("faces")
+    data = root / "data"
+    data.mkdir()
+    for r in chosen:
+        (data / r["file"]).symlink_to(src / r["file"])
+    labels = root / "labels.csv"
+    with labels.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "identity", "extra"])
+        w.writerows([[r["file"], r["identity"], "ignored"] for r in chosen])
+    return data, labels
+
+
+def _cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    return cmd.run(p.parse_args(argv))
+
+
+def _run_cli(data: Path, labels: Path, out: Path, method: str = "bicubic") -> dict:
+    rc = _cli(["--data", str(data), "--identities", str(labels), "--method", method,
+               "--tasks", "bfr,sr8,sr16", "--out", str(out), "--resolution", str(RES),
+               "--set", "eval.grid_images=3", "--no-progress"])
+    assert rc == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def _without_timestamp(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if '"timestamp"' not in line)
+
+
+def test_bicubic_run_writes_everything_and_is_reproducible(faces, tmp_path, capsys):
+    data, labels = faces
+    res = _run_cli(data, labels, tmp_path / "a")
+    for name in ["results.json", "results.md", "fig7a.png", "fig7b.png", "grid_bfr.png",
+                 "grid_sr8.png", "grid_sr16.png", "testset/manifest.json"]:
+        assert (tmp_path / "a" / name).is_file(), name
+    for kind in ["hq", "bfr", "sr8", "sr8_small", "sr16", "sr16_small"]:
+        assert len(list((tmp_path / "a" / "testset" / kind).glob("*.png"))) == 6, kind
+    small = next((tmp_path / "a" / "testset" / "sr16_small").glob("*.png"))
+    assert load_rgb(small).shape == (RES // 16, RES // 16, 3)
+    manifest = json.loads((tmp_path / "a" / "testset" / "manifest.json").read_text())
+    bfr = [v for k, v in manifest["files"].items() if k.startswith("bfr/")]
+    assert all("sha256" in v and "sigma" in v["params"] for v in bfr)
+    assert set(res["tasks"]) == {"bfr", "sr8", "sr16"}
+    for t in res["tasks"].values():
+        assert 10 < t["psnr"] < 40 and 0 < t["ssim"] < 1 and 0 <= t["iprecision"] <= 1
+        assert set(t["ipr_vs_k"]) == {"1", "2", "3", "4", "5"}
+        assert t["lpips"] is None or t["lpips"] > 0
+    assert res["protocol"]["k"] == 4 and "torch" in res["protocol"]["versions"]
+    grid = load_rgb(tmp_path / "a" / "grid_bfr.png")
+    assert grid.shape == (3 * RES, 3 * RES, 3)
+    assert "| bicubic |" in (tmp_path / "a" / "results.md").read_text()
+    # A second run (fresh cache) gives byte-identical results apart from the timestamp.
+    _run_cli(data, labels, tmp_path / "b")
+    assert (_without_timestamp(tmp_path / "a" / "results.json")
+            == _without_timestamp(tmp_path / "b" / "results.json"))
+    # compare mode merges runs.
+    capsys.readouterr()
+    assert _cli(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    md = capsys.readouterr().out
+    assert "bicubic (a)" in md and "bicubic (b)" in md
+    assert _cli(["compare", str(tmp_path / "missing")]) == 1
+
+
+def test_cache_is_reused_then_rebuilt_when_tampered(faces, tmp_path):
+    data, labels = faces
+    cache = tmp_path / "cache"
+    cfg = EvalConfig(resolution=RES, tasks=("bfr",))
+    evaluate(data, tmp_path / "r1", "identity", cache=cache, cfg=cfg, progress=False)
+    manifest = cache / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    evaluate(data, tmp_path / "r2", "identity", cache=cache, cfg=cfg, progress=False)
+    assert manifest.stat().st_mtime_ns == stamp  # reused
+    victim = next((cache / "bfr").glob("*.png"))
+    victim.write_bytes(b"not a png")
+    res = evaluate(data, tmp_path / "r3", "identity", cache=cache, cfg=cfg, progress=False)
+    assert manifest.stat().st_mtime_ns != stamp and load_rgb(victim).shape == (RES, RES, 3)
+    assert "iprecision" in res["notes"] and res["tasks"]["bfr"]["iprecision"] is None
+
+
+def test_oracle_is_perfect_and_identity_is_worse(faces, tmp_path):
+    data, labels = faces
+    cache = tmp_path / "cache"
+
+    def oracle(task, inputs, smalls, names):
+        return [load_rgb(cache / "hq" / n) for n in names]
+
+    cfg = EvalConfig(resolution=RES)
+    best = evaluate(data, tmp_path / "oracle", oracle, identities=labels, cfg=cfg, cache=cache,
+                    method_name="oracle", progress=False)
+    ident = evaluate(data, tmp_path / "identity", "identity", identities=labels, cfg=cfg,
+                     cache=cache, progress=False)
+    saved = json.loads((tmp_path / "oracle" / "results.json").read_text())
+    for task in ("bfr", "sr8", "sr16"):
+        b, i = best["tasks"][task], ident["tasks"][task]
+        assert b["psnr"] == float("inf") and saved["tasks"][task]["psnr"] == "inf"
+        assert b["ssim"] == pytest.approx(1.0) and abs(b["fd_dlib"]) < 1e-6
+        assert b["iprecision"] == 1.0 and b["irecall"] == 1.0
+        assert np.isfinite(i["psnr"]) and i["ssim"] < 1.0 and i["fd_dlib"] > 1e-3
+        assert i["iprecision"] + i["irecall"] <= 2.0
+    assert any(ident["tasks"][t]["iprecision"] < 1 or ident["tasks"][t]["irecall"] < 1
+               for t in ("sr8", "sr16"))
+
+
+def test_cli_errors_are_one_line(faces, tmp_path, capsys):
+    data, _ = faces
+    assert _cli(["--out", str(tmp_path)]) == 2
+    assert _cli(["--data", str(data), "--out", str(tmp_path), "--set", "eval.nope=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+    assert _cli(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "data folder not found" in err and "\n" not in err
