@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from facemend import __version__
-from facemend.commands import align, degrade, embed, evaluate, info, train
+from facemend.commands import align, degrade, embed, evaluate, info, restore, train
 
 COMMANDS: tuple[tuple[str, ModuleType], ...] = (
+    ("restore", restore),
     ("align", align),
     ("train", train),
     ("degrade", degrade),

@@ -1,0 +1,194 @@
+"""`facemend restore`: photos in, restored photos out (DESIGN §4).
+
+Outputs (GFPGAN/CodeFormer layout): OUT/cropped_faces/, OUT/restored_faces/, OUT/cmp/ (input |
+restored, side by side), OUT/restored_imgs/, and OUT/report.json (per input: status, faces, boxes,
+landmarks, identity similarity, guard actions, time, error). Inputs are never overwritten, every
+output is written atomically, and a file that fails is reported in one line while the rest go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+HELP = "restore faces in photos (files, folders, globs) or pre-aligned crops"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", default="results", help="output folder (default: results)")
+    p.add_argument("--weights", default=None, help="weights folder (default: bundled default)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch (default) or onnx (a file from `facemend export --onnx`)")
+    p.add_argument("--onnx", default=None, help="ONNX file for --backend onnx")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops")
+    p.add_argument("--upscale", type=float, default=1.0, help="background upscale (default 1)")
+    p.add_argument("--only-center-face", action="store_true", help="restore only the centre face")
+    p.add_argument("--face-index", type=int, default=None, help="restore only face I (largest=0)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--samples", type=int, default=1, help="restorations per face (default 1)")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="0 = deterministic and most faithful, 1 = as trained (default)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--ext", choices=["auto", "png", "jpg"], default="auto",
+                   help="output format; auto keeps jpg for jpg inputs, else png")
+    p.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")
+    p.add_argument("--identity-guard", type=float, default=None, metavar="T",
+                   help="blend back toward the input where the identity similarity (cosine of "
+                   "dlib face embeddings; ~0.82 matches dlib's 0.6 same-person rule) is < T")
+    p.add_argument("--no-identity", action="store_true",
+                   help="skip the identity similarity (faster)")
+    p.add_argument("--detector", choices=["hog", "cnn", "haar"], default="hog")
+    p.add_argument("--upsample", type=int, default=1, help="detector upsampling (default 1)")
+    p.add_argument("--no-colour-match", action="store_true", help="skip the colour match")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from facemend.inference.detect import DetectOptions
+    from facemend.inference.files import expand_inputs, output_names
+    from facemend.inference.restore import restore_photo
+    from facemend.io import ImageError, atomic_write_bytes, load_rgb
+
+    if args.samples < 1 or args.batch_size < 1 or args.upscale <= 0:
+        print("error: --samples and --batch-size must be >= 1 and --upscale > 0")
+        return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    files, missing = expand_inputs(args.inputs, args.recursive)
+    out = Path(args.output)
+    try:
+        restorer, size, model_info = _load_restorer(args)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"error: {e}")
+        return 2
+    identity_fn = None
+    if not args.no_identity:
+        from facemend.faces.chip import embed_aligned
+
+        def identity_fn(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return embed_aligned(x)
+
+    names = output_names(files, out)
+    detect = DetectOptions(detector=args.detector, upsample=args.upsample)
+    report: dict = {"model": model_info, "settings": _settings(args), "files": []}
+    failed = len(missing)
+    for m in missing:
+        print(f"{m}: no such file, folder or matching glob")
+        report["files"].append({"file": m, "status": "error", "error": "not found"})
+    n_faces = 0
+    for path in tqdm(files, unit="photo", disable=args.no_progress or len(files) < 2):
+        entry: dict = {"file": str(path), "status": "ok"}
+        t0 = time.perf_counter()
+        try:
+            img = load_rgb(path)
+            res = restore_photo(
+                img, restorer, size, detect=detect, only_center_face=args.only_center_face,
+                face_index=args.face_index, upscale=args.upscale, aligned=args.aligned,
+                batch_size=args.batch_size, samples=args.samples, identity_fn=identity_fn,
+                identity_guard=args.identity_guard, colour_match=not args.no_colour_match,
+            )
+            stem, ext = names[path], _ext(args.ext, path)
+            written = _write_outputs(out, stem, ext, res, args.aligned)
+            entry.update(faces=[_face_json(f) for f in res.faces], outputs=written,
+                         timings={k: round(v, 4) for k, v in res.timings.items()})
+            if not res.faces:
+                entry["note"] = "no face found; the photo was only upscaled"
+            n_faces += len(res.faces)
+            for f in res.faces:
+                for k, action in enumerate(f.guard):
+                    if action != "none":
+                        print(f"{path}: face {f.index} sample {k}: identity "
+                              f"{f.identity[k]:.3f} < {args.identity_guard}: {action}")
+        except (ImageError, ValueError, OSError) as e:
+            failed += 1
+            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            print(msg.splitlines()[0])
+            entry.update(status="error", error=msg.splitlines()[0])
+        entry["time_s"] = round(time.perf_counter() - t0, 4)
+        report["files"].append(entry)
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    ok = len(files) - (failed - len(missing))
+    print(f"{len(files) + len(missing)} input(s): {ok} restored ({n_faces} faces), "
+          f"{failed} failed; results in {out}")
+    return 1 if failed else 0
+
+
+def _load_restorer(args: argparse.Namespace):
+    """(restorer callable, model resolution, info dict) for the chosen backend and weights."""
+    from facemend.inference.restore import model_restorer
+    from facemend.models.pretrained import DEFAULT_WEIGHTS, from_pretrained
+    from facemend.training.distributed import pick_device
+
+    if args.backend == "onnx":
+        from facemend.inference.onnx_backend import onnx_restorer
+
+        if not args.onnx:
+            raise ValueError("--backend onnx needs --onnx FILE (see `facemend export --onnx`)")
+        restorer, size = onnx_restorer(args.onnx, args.noise_scale, args.seed)
+        return restorer, size, {"backend": "onnx", "file": str(args.onnx)}
+    device = pick_device(args.device)
+    weights = args.weights or DEFAULT_WEIGHTS
+    G = from_pretrained(weights, device=device)
+    restorer = model_restorer(G, noise_scale=args.noise_scale, seed=args.seed, device=device)
+    return restorer, G.cfg.resolution, {"backend": "torch", "weights": str(weights),
+                                         "resolution": G.cfg.resolution, "device": str(device)}
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    keys = ("aligned", "upscale", "only_center_face", "face_index", "seed", "samples",
+            "noise_scale", "batch_size", "identity_guard", "detector")
+    return {k: getattr(args, k) for k in keys}
+
+
+def _ext(choice: str, path) -> str:
+    if choice != "auto":
+        return choice
+    return "jpg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
+
+
+def _face_json(f) -> dict:
+    return {"index": f.index, "box": [round(float(v), 2) for v in f.box],
+            "landmarks5": np.round(f.landmarks5, 2).tolist() if f.landmarks5 is not None else None,
+            "source_size": round(float(f.source_size), 2),
+            "identity": [None if s is None else round(s, 4) for s in f.identity],
+            "identity_final": [None if s is None else round(s, 4) for s in f.identity_final],
+            "guard": list(f.guard)}
+
+
+def _write_outputs(out, stem: str, ext: str, res, aligned: bool) -> list[str]:
+    """Write crops, restored faces, comparisons and whole images; returns the paths written."""
+    from facemend.io import save_rgb
+
+    written = []
+    multi = len(res.images) > 1
+    for f in res.faces:
+        p = out / "cropped_faces" / f"{stem}_{f.index:02d}.png"
+        save_rgb(p, f.cropped)
+        written.append(str(p))
+        for k, face in enumerate(f.restored):
+            suffix = f"_s{k}" if multi else ""
+            p = out / "restored_faces" / f"{stem}_{f.index:02d}{suffix}.png"
+            save_rgb(p, face)
+            p2 = out / "cmp" / f"{stem}_{f.index:02d}{suffix}.png"
+            save_rgb(p2, np.concatenate([f.cropped, face], axis=1))
+            written += [str(p), str(p2)]
+    if not aligned:
+        for k, image in enumerate(res.images):
+            suffix = f"_s{k}" if multi else ""
+            p = out / "restored_imgs" / f"{stem}{suffix}.{ext}"
+            save_rgb(p, image)
+            written.append(str(p))
+    return written
+
