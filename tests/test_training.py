@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from facemend.cli import main
 from facemend.config import RunConfig, load_config
 from facemend.data import FaceFolder
 from facemend.models.generator import Generator
@@ -73,6 +74,12 @@ def test_straight_run_equals_interrupted_and_resumed(faces: Path, tmp_path: Path
             assert torch.equal(a[k], b[k]), k
     with pytest.raises(FileExistsError):
         train(cfg, [str(faces)], tmp_path / "a", progress=False)
+    # --export-ema of the interrupted-and-resumed run equals the straight run's final weights
+    assert main(["train", "--out", str(tmp_path / "b"), "--export-ema", str(tmp_path / "e")]) == 0
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(from_pretrained(tmp_path / "e")(x, noise_scale=0),
+                               from_pretrained(tmp_path / "a" / "final")(x, noise_scale=0),
+                               atol=0, rtol=0)
 
 
 def test_truncated_checkpoint_is_a_clear_error(faces: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ HELP = "train the model on folders of aligned faces (single process or torchrun/
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML with model:/degradation:/train: sections "
                    "(e.g. configs/default-64.yaml); defaults when omitted")
-    p.add_argument("--data", action="append", required=True, metavar="DIR",
+    p.add_argument("--data", action="append", default=[], metavar="DIR",
                    help="folder of aligned face images (recursive); repeat for several")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log, samples, final/")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="stop after this step with a checkpoint (resume later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--export-ema", metavar="DIR", default=None,
+                   help="do not train: write the EMA generator of OUT's latest checkpoint to DIR "
+                   "(a weights folder for `facemend restore --weights DIR`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +38,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.export_ema:
+        from facemend.training.checkpoint import export_ema
+        from facemend.training.loop import CKPT
+
+        try:
+            print(f"weights: {export_ema(Path(args.out) / CKPT, args.export_ema)}")
+        except WeightsError as e:
+            print(f"error: {e}")
+            return 2
+        return 0
+    if not args.data:
+        print("error: --data DIR is required (a folder of aligned face images)")
+        return 2
     try:
         cfg = load_config(RunConfig, args.config, args.set)
         for d in args.data:

@@ -134,3 +134,24 @@ def load_checkpoint(path: str | Path, state: TrainingState, map_location: str = 
     state.step = int(header["step"])
     state.images_seen = int(header["images_seen"])
     state.extra = header.get("extra", {})
+
+
+def export_ema(path: str | Path, out: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write the EMA generator of a training checkpoint as a weights folder (save_pretrained)."""
+    from facemend.config import RunConfig, from_dict
+    from facemend.models.generator import Generator
+    from facemend.models.pretrained import save_pretrained
+
+    header = read_header(path)
+    cfg = from_dict(RunConfig, header.get("extra", {}).get("config", {}))
+    G_ema = Generator(cfg.model)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = [k for k in f.keys() if k.startswith("G_ema/")]  # noqa: SIM118
+            sub = {k[len("G_ema/"):]: f.get_tensor(k) for k in names}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({e})") from None
+    load_state_into(G_ema, sub, f"{path} [G_ema]")
+    info = {"steps": header["step"], "images_seen": header["images_seen"], **(meta or {})}
+    save_pretrained(G_ema.eval(), out, meta=info)
+    return Path(out)
