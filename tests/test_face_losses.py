@@ -1,0 +1,39 @@
+"""Offline face-feature losses (dlib ResNet port): zero for identical faces, differentiable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facemend.faces.losses import FaceFeatureLoss
+from facemend.io import to_tensor
+
+
+def faces(shared_data: Path, n: int) -> torch.Tensor:
+    files = sorted((shared_data / "celeba" / "eval256").glob("*.jpg"))[:n]
+    imgs = [np.asarray(Image.open(f).convert("RGB").resize((64, 64), Image.LANCZOS)) for f in files]
+    return torch.cat([to_tensor(i) for i in imgs])  # (n, 3, 64, 64)
+
+
+def test_face_losses_zero_for_identical_and_differentiable(shared_data: Path) -> None:
+    y = faces(shared_data, 4)
+    loss = FaceFeatureLoss()
+    percep, identity = loss(y, y)
+    assert percep.item() < 1e-6 and abs(identity.item()) < 1e-5
+    x = (y + 0.3 * torch.randn_like(y)).clamp(-1, 1).requires_grad_(True)
+    percep, identity = loss(x, y)
+    assert percep.item() > 0.01 and identity.item() > 1e-4
+    (percep + identity).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss.net.parameters())  # the face net stays frozen
+
+
+def test_identity_loss_ranks_other_people_further(shared_data: Path) -> None:
+    y = faces(shared_data, 6)
+    loss = FaceFeatureLoss()
+    _, same = loss(y.flip(-1), y)  # the same people, mirrored
+    _, other = loss(y.roll(1, dims=0), y)  # each compared with someone else
+    assert same.item() < other.item()
