@@ -37,3 +37,15 @@ def test_identity_loss_ranks_other_people_further(shared_data: Path) -> None:
     _, same = loss(y.flip(-1), y)  # the same people, mirrored
     _, other = loss(y.roll(1, dims=0), y)  # each compared with someone else
     assert same.item() < other.item()
+
+
+def test_face_net_first_loaded_under_inference_mode_still_trains() -> None:
+    from facemend.faces.dlib_resnet import _load_cached, load_face_net
+
+    _load_cached.cache_clear()
+    with torch.inference_mode():
+        load_face_net()
+    x = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    percep, identity = FaceFeatureLoss()(x, torch.zeros(1, 3, 64, 64))
+    (percep + identity).backward()  # would fail on inference tensors
+    assert x.grad is not None

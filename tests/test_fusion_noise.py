@@ -41,6 +41,14 @@ def test_lgf_gate_forced_to_zero_or_one() -> None:
     torch.testing.assert_close(gated_mix(p, q, s), q + s * p)
 
 
+def test_lgf_starts_uniform_and_its_weight_learns() -> None:
+    f = LinearGatedFusion(3, 16)
+    p, q = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(f.gate(p, q), torch.full((2, 3, 16, 16), 0.5))
+    (f(p, q) * torch.randn(2, 3, 16, 16)).sum().backward()
+    assert f.weight.grad is not None and f.weight.grad.abs().sum() > 0
+
+
 def tiny(**kw) -> Generator:
     cfg = ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
                       num_skips=2, codebook_size=8, **kw)

@@ -13,7 +13,19 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from facemend import __version__
-from facemend.commands import align, degrade, embed, evaluate, info, restore, train
+from facemend.commands import (
+    align,
+    bench,
+    degrade,
+    embed,
+    evaluate,
+    export,
+    info,
+    restore,
+    serve,
+    study,
+    train,
+)
 
 COMMANDS: tuple[tuple[str, ModuleType], ...] = (
     ("restore", restore),
@@ -23,6 +35,10 @@ COMMANDS: tuple[tuple[str, ModuleType], ...] = (
     ("evaluate", evaluate),
     ("embed", embed),
     ("info", info),
+    ("bench", bench),
+    ("export", export),
+    ("serve", serve),
+    ("study", study),
 )
 
 

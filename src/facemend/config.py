@@ -46,6 +46,9 @@ class ModelConfig:
     d_channel_base: int = 32768  # discriminator widths follow the same rule
     d_max_channels: int = 512
     mbstd_group: int = 4  # minibatch-stddev group size
+    # facemend's addition (not in the paper): output x + G(x), so that a new or briefly trained
+    # model starts from its input instead of from grey; for small CPU training budgets.
+    residual: bool = False
 
     def __post_init__(self) -> None:
         h = self.resolution

@@ -10,6 +10,8 @@ before iterating an epoch; loaders are built without persistent workers so that 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import multiprocessing.context
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,6 +159,12 @@ def _worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+def worker_context(num_workers: int) -> multiprocessing.context.BaseContext | None:
+    """'spawn' for DataLoader workers: forking a process that runs threads (a web server, torch's
+    pools, dlib) can deadlock the children; spawned workers start clean (and work on macOS)."""
+    return multiprocessing.get_context("spawn") if num_workers > 0 else None
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -188,5 +196,6 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,  # workers must see dataset.set_epoch()
         worker_init_fn=_worker_init if num_workers > 0 else None,
+        multiprocessing_context=worker_context(num_workers),
         generator=torch.Generator().manual_seed(seed),
     )

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-dir", default=None, help="FID Inception weights folder "
                    "($FACEMEND_FID_DIR)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--save-outputs", action="store_true",
+                   help="also write each restored image to RUN_DIR/outputs/TASK/NAME.png "
+                   "(input of `facemend study create`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an EvalConfig value, e.g. eval.k=5 or eval.seed=1")
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate(args.data, args.out, args.method, identities=args.identities,
                        weights=args.weights, cfg=cfg, cache=args.cache, limit=args.limit,
                        lpips_net=args.lpips_net, lpips_dir=args.lpips_dir, fid_dir=args.fid_dir,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, save_outputs=args.save_outputs)
     except (TestSetError, ImageError, FeatureError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

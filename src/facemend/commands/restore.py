@@ -40,11 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-identity", action="store_true",
                    help="skip the identity similarity (faster)")
     p.add_argument("--detector", choices=["hog", "cnn", "haar"], default="hog")
-    p.add_argument("--upsample", type=int, default=1, help="detector upsampling (default 1)")
+    p.add_argument("--upsample", type=int, default=None,
+                   help="detector upsampling (default: 2 for photos under 800 px, else 1)")
     p.add_argument("--no-colour-match", action="store_true", help="skip the colour match")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-pixels", type=int, default=100_000_000, metavar="N",
+                   help="refuse images over N pixels (decompression-bomb guard; default 100 MP,"
+                   " 0 = no limit)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,17 +60,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from facemend.inference.detect import DetectOptions
-    from facemend.inference.files import expand_inputs, output_names
-    from facemend.inference.restore import restore_photo
-    from facemend.io import ImageError, atomic_write_bytes, load_rgb
+    from facemend.inference.files import expand_inputs, output_names, protected_path
+    from facemend.inference.restore import memory_safe_batch, restore_photo
+    from facemend.io import atomic_write_bytes, load_image
 
     if args.samples < 1 or args.batch_size < 1 or args.upscale <= 0:
         print("error: --samples and --batch-size must be >= 1 and --upscale > 0")
         return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    files, missing = expand_inputs(args.inputs, args.recursive)
     out = Path(args.output)
+    files, missing = expand_inputs(args.inputs, args.recursive, skip_outputs_of=out)
     try:
         restorer, size, model_info = _load_restorer(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
@@ -80,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
             with torch.inference_mode():
                 return embed_aligned(x)
 
+    # faces per model call, capped so that a 512-px model stays within memory (4 GB target)
+    batch_size = memory_safe_batch(size, args.batch_size)
     names = output_names(files, out)
-    detect = DetectOptions(detector=args.detector, upsample=args.upsample)
+    protected = {f.resolve() for f in files}
     report: dict = {"model": model_info, "settings": _settings(args), "files": []}
     failed = len(missing)
     for m in missing:
@@ -92,15 +98,23 @@ def run(args: argparse.Namespace) -> int:
         entry: dict = {"file": str(path), "status": "ok"}
         t0 = time.perf_counter()
         try:
-            img = load_rgb(path)
+            loaded = load_image(path, max_pixels=args.max_pixels or None)
+            up = args.upsample
+            if up is None:  # small photos have small faces: let the detector look closer
+                up = 2 if max(loaded.rgb.shape[:2]) < 800 else 1
+            detect = DetectOptions(detector=args.detector, upsample=up)
+            for note in loaded.warnings:
+                print(f"note: {path}: {note}")
+            if loaded.warnings:
+                entry["warnings"] = list(loaded.warnings)
             res = restore_photo(
-                img, restorer, size, detect=detect, only_center_face=args.only_center_face,
+                loaded.rgb, restorer, size, detect=detect, only_center_face=args.only_center_face,
                 face_index=args.face_index, upscale=args.upscale, aligned=args.aligned,
-                batch_size=args.batch_size, samples=args.samples, identity_fn=identity_fn,
+                batch_size=batch_size, samples=args.samples, identity_fn=identity_fn,
                 identity_guard=args.identity_guard, colour_match=not args.no_colour_match,
             )
             stem, ext = names[path], _ext(args.ext, path)
-            written = _write_outputs(out, stem, ext, res, args.aligned)
+            written = _write_outputs(out, stem, ext, res, args.aligned, loaded, protected)
             entry.update(faces=[_face_json(f) for f in res.faces], outputs=written,
                          timings={k: round(v, 4) for k, v in res.timings.items()})
             if not res.faces:
@@ -111,14 +125,18 @@ def run(args: argparse.Namespace) -> int:
                     if action != "none":
                         print(f"{path}: face {f.index} sample {k}: identity "
                               f"{f.identity[k]:.3f} < {args.identity_guard}: {action}")
-        except (ImageError, ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             failed += 1
-            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            text = str(e) or type(e).__name__
+            if not isinstance(e, ValueError | OSError):  # ImageError is a ValueError
+                text = f"internal error ({type(e).__name__}: {text})"
+            msg = text if text.startswith(str(path)) else f"{path}: {text}"
             print(msg.splitlines()[0])
             entry.update(status="error", error=msg.splitlines()[0])
         entry["time_s"] = round(time.perf_counter() - t0, 4)
         report["files"].append(entry)
-    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    report_bytes = (json.dumps(report, indent=2) + "\n").encode()
+    atomic_write_bytes(protected_path(out / "report.json", files), report_bytes)
     ok = len(files) - (failed - len(missing))
     print(f"{len(files) + len(missing)} input(s): {ok} restored ({n_faces} faces), "
           f"{failed} failed; results in {out}")
@@ -167,9 +185,15 @@ def _face_json(f) -> dict:
             "guard": list(f.guard)}
 
 
-def _write_outputs(out, stem: str, ext: str, res, aligned: bool) -> list[str]:
-    """Write crops, restored faces, comparisons and whole images; returns the paths written."""
-    from facemend.io import save_rgb
+def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protected) -> list[str]:
+    """Write crops, restored faces, comparisons and whole images (with the input's alpha and ICC
+    profile; orientation already in the pixels); returns the paths written."""
+    from facemend.inference.files import check_not_input
+    from facemend.io import save_image
+
+    def save_rgb(p, img, **kw) -> None:
+        check_not_input(p, protected)
+        save_image(p, img, **kw)
 
     written = []
     multi = len(res.images) > 1
@@ -188,7 +212,7 @@ def _write_outputs(out, stem: str, ext: str, res, aligned: bool) -> list[str]:
         for k, image in enumerate(res.images):
             suffix = f"_s{k}" if multi else ""
             p = out / "restored_imgs" / f"{stem}{suffix}.{ext}"
-            save_rgb(p, image)
+            save_rgb(p, image, icc_profile=loaded.icc_profile, alpha=loaded.alpha)
             written.append(str(p))
     return written
 

@@ -6,6 +6,8 @@ face extractor is the dlib face-recognition ResNet (DESIGN §5, 128-D): the PyTo
 aligned faces we place dlib's detector box at its mean position on FFHQ-aligned crops (measured on
 celeba/eval256 with the HOG detector) instead of detecting, so that a heavily degraded face
 still gets an embedding, then use the 5-point predictor and dlib's own 150-px chip.
+The paper's extractor, FaceNet (512-D, `facemend.metrics.facenet`), needs the local
+facenet-pytorch weights file; without it `face_embedder("facenet")` raises a one-line FeatureError.
 """
 
 from __future__ import annotations
@@ -94,6 +96,26 @@ def inception_embedder(root: str | Path | None = None, batch_size: int = 16) -> 
     return embed
 
 
+def facenet_embedder(path: str | Path | None = None, batch_size: int = 16) -> Embedder:
+    """FaceNet InceptionResnetV1 embeddings (512-D, unit norm) of aligned faces (paper §4)."""
+    import torch
+
+    from facemend.metrics.facenet import EMBED_DIM, embed_aligned, load_facenet
+
+    model = load_facenet(path)
+
+    def embed(images: list[np.ndarray]) -> np.ndarray:
+        chunks = []
+        for s in range(0, len(images), batch_size):
+            arr = np.stack(images[s : s + batch_size])  # (B, H, W, 3) uint8
+            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
+            with torch.no_grad():
+                chunks.append(embed_aligned(model, x).double().numpy())  # (B, 512)
+        return np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM))
+
+    return embed
+
+
 def face_embedder(kind: str = "dlib") -> tuple[Embedder, str]:
     """(embedder, description) for EvalConfig.feature_extractor; description goes in results."""
     if kind == "dlib":
@@ -107,7 +129,18 @@ def face_embedder(kind: str = "dlib") -> tuple[Embedder, str]:
             )
     if kind == "inception":
         return inception_embedder(), "Inception-v3 pool3, 2048-D (pytorch-fid weights)"
+    if kind == "facenet":
+        from facemend.metrics.facenet import FACENET_CROP, find_facenet_weights
+
+        try:
+            embedder = facenet_embedder()
+        except (FileNotFoundError, ValueError) as e:  # missing or foreign weights file
+            raise FeatureError(f"{e}; or use eval.feature_extractor=dlib") from None
+        crop = ", ".join(f"{c:.3f}" for c in FACENET_CROP)
+        return embedder, (
+            f"FaceNet InceptionResnetV1, 512-D ({find_facenet_weights().name}; aligned face "
+            f"cropped to ({crop}) of the side, bilinear antialiased to 160 px, (x - 127.5) / 128)"
+        )
     raise FeatureError(
-        f"feature extractor {kind!r} is not available offline (FaceNet weights are not shipped); "
-        "use eval.feature_extractor=dlib"
+        f"unknown feature extractor {kind!r}; use eval.feature_extractor=dlib, facenet or inception"
     )

@@ -22,9 +22,10 @@ from facemend.config import DegradationConfig, EvalConfig, to_dict
 from facemend.evaluation.features import Embedder, face_embedder
 from facemend.evaluation.methods import Restorer, make_restorer
 from facemend.evaluation.testsets import SR_FACTORS, build_testset, load_identities
-from facemend.io import atomic_write_bytes
+from facemend.io import atomic_write_bytes, save_rgb
 
 CURVE_KS = (1, 2, 3, 4, 5)
+OUTPUTS_DIR = "outputs"  # with save_outputs: RUN_DIR/outputs/TASK/NAME.png
 
 
 def _json_safe(v: Any) -> Any:
@@ -76,8 +77,11 @@ def evaluate(
     fid_dir: str | Path | None = None,
     method_name: str | None = None,
     progress: bool = True,
+    save_outputs: bool = False,
 ) -> dict[str, Any]:
     """Score a method on BFR / SR x8 / SR x16 (Table 1 + eq. 11-12) and write the run folder."""
+    # save_outputs: also write every restored image as out/outputs/TASK/NAME.png (used by
+    # `facemend study create`: the same input restored by different methods).
     import torch
     from tqdm import tqdm
 
@@ -153,6 +157,8 @@ def evaluate(
             if inception is not None:
                 incs.append(inception_feats(outputs))
             for j, i in enumerate(idx):
+                if save_outputs:
+                    save_rgb(out / OUTPUTS_DIR / task / ts.names[i], outputs[j])
                 if i < cfg.grid_images:
                     grid.append((smalls[j] if task in SR_FACTORS else inputs[j], outputs[j], hq[j]))
         e_out = np.concatenate(embs)  # (N, D)
@@ -165,6 +171,8 @@ def evaluate(
             "fid": fid_from_features(np.concatenate(real_inc), np.concatenate(incs))
             if inception is not None else None,
             "fd_dlib": fid_from_features(e_real, e_out),
+            "id_dist": float(np.linalg.norm(e_out - e_real, axis=1).mean()),
+            "id_same": float((np.linalg.norm(e_out - e_real, axis=1) < 0.6).mean()),
             "iprecision": ip_ir[0] if ip_ir else None,
             "irecall": ip_ir[1] if ip_ir else None,
             "ipr_vs_k": {str(k): {"iprecision": p, "irecall": r} for k, (p, r) in curve.items()},
@@ -197,9 +205,13 @@ def evaluate(
             "fid": "pytorch-fid Inception-v3 pool3 vs HQ set" if inception is not None else None,
             "feature_extractor": embedder_name or "custom",
             "fd_dlib": "Frechet distance of face embeddings, restored vs HQ",
+            "id_dist": "mean Euclidean distance of each restored face's embedding to its ground "
+            "truth's (dlib: < 0.6 = same person); id_same: fraction below 0.6",
             "versions": _versions(),
         },
     }
+    if save_outputs:  # only then, so that runs without it stay byte-identical
+        results["outputs"] = {"dir": OUTPUTS_DIR, "testset": str(ts.root)}
     text = json.dumps(_json_safe(results), indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write_bytes(out / "results.json", text.encode("utf-8"))
     atomic_write_bytes(out / "results.md", report.run_markdown([results]).encode("utf-8"))

@@ -180,8 +180,11 @@ def default_model_path() -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, device: str) -> FaceNet:
-    net = face_net_from_dlib(read_dlib_net(path), path)
-    return net.eval().requires_grad_(False).to(device)
+    # Built outside inference mode even when first asked for under it (restore's identity check),
+    # so that the shared net also serves training losses, which save activations for backward.
+    with torch.inference_mode(False):
+        net = face_net_from_dlib(read_dlib_net(path), path)
+        return net.eval().requires_grad_(False).to(device)
 
 
 def load_face_net(path: str | Path | None = None,

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facemend.io import load_torch_state
+
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 ENV_DIR = "FACEMEND_FID_DIR"
 
@@ -270,7 +272,7 @@ def load_inception(root: str | Path | None = None) -> FIDInceptionV3:
     """FIDInceptionV3 with weights from the local pytorch-fid file (strict key check)."""
     path = find_inception_weights(root)
     model = FIDInceptionV3()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_state(path)  # weights_only: never runs pickled code
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -23,6 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from facemend.io import load_torch_state
+
 Net = Literal["alex", "vgg"]
 BACKBONE_FILES: dict[str, str] = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 HEAD_FILES: dict[str, str] = {"alex": "alex.pth", "vgg": "vgg.pth"}
@@ -190,6 +192,6 @@ def load_lpips(net: Net = "alex", root: str | Path | None = None) -> LPIPS:
     """An LPIPS model with backbone and heads loaded from local files (see module docstring)."""
     backbone, head = find_lpips_files(net, root)
     model = LPIPS(net)
-    model.load_backbone(torch.load(backbone, map_location="cpu", weights_only=True))
-    model.load_heads(torch.load(head, map_location="cpu", weights_only=True))
+    model.load_backbone(load_torch_state(backbone))  # weights_only: never runs pickled code
+    model.load_heads(load_torch_state(head))
     return model

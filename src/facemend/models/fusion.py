@@ -30,7 +30,10 @@ class LinearGatedFusion(nn.Module):
     """Eq. 4: o = AvgPool_r(p + q) W; s = Upsample_r(sigmoid(o)); q* = s(p + q) + (1 - s)q.
 
     W is (N, N) with N = S^2 / r^2, acting on the flattened spatial axis and shared across channels.
-    A per-location bias (initialised 0, so s starts at 0.5) lets the gate learn a spatial prior.
+    A per-location bias lets the gate learn a spatial prior. W and the bias start at zero, so a new
+    model's gate is a uniform s = 0.5 (q* = q + p / 2) instead of a random spatial pattern (a
+    random W mixes all positions and showed as stripes in early training); W still learns, since
+    its gradient is the pooled feature times the gate's gradient.
     """
 
     def __init__(self, channels: int, size: int) -> None:
@@ -38,7 +41,7 @@ class LinearGatedFusion(nn.Module):
         self.channels, self.size = channels, size
         self.r = lgf_window(size)
         n = (size // self.r) ** 2
-        self.weight = nn.Parameter(torch.randn(n, n) / math.sqrt(n))  # W, (N, N)
+        self.weight = nn.Parameter(torch.zeros(n, n))  # W, (N, N)
         self.bias = nn.Parameter(torch.zeros(n))
 
     def gate(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

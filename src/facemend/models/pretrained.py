@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save
 
 from facemend import __version__
 from facemend.config import ConfigError, ModelConfig, from_dict, to_dict
-from facemend.io import atomic_write_bytes
+from facemend.io import atomic_write_bytes, sniff_format
 from facemend.models.generator import Generator
 
 FORMAT = "facemend-generator"
@@ -111,7 +111,9 @@ def from_pretrained(
     try:
         state = load_file(str(wfile))
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{wfile}: not a readable safetensors file ({e})") from None
+        what = sniff_format(wfile)
+        hint = f"; it looks like {what} (pickles are never loaded)" if what else ""
+        raise WeightsError(f"{wfile}: not a readable safetensors file ({e}{hint})") from None
     model = Generator(cfg)
     load_state_into(model, state, str(wfile))
     return model.eval().to(device)

@@ -28,6 +28,8 @@ AllReduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over process
 def nearest_code(flat: torch.Tensor, codebook: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Eq. 2: argmin_k ||p - c_k||^2 for (N, C) features against (K, C) codes -> (N,) indices."""
     c2 = codebook.square().sum(1)  # (K,)
+    if torch.onnx.is_in_onnx_export():  # one step: a traced split would freeze the batch size
+        return (c2.unsqueeze(0) - 2.0 * flat @ codebook.t()).argmin(1)
     out = []
     for part in flat.split(chunk):
         # ||p||^2 is the same for every k, so argmin(||c||^2 - 2 p.c) suffices

@@ -2,7 +2,9 @@
 JSON metadata (format version, step, config, optimiser hyperparameters) in its header.
 
 Written to a temp file in the same folder and renamed, so a crash (even SIGKILL) mid-save leaves
-the previous checkpoint intact. Loading never unpickles and validates every tensor name and shape.
+the previous checkpoint intact (the next save deletes the temp file such a crash leaves behind).
+Loading never unpickles and validates every tensor name and shape; a truncated file, a pickle,
+a safetensors file from elsewhere or random bytes is a one-line CheckpointError.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from facemend.io import atomic_write_bytes
+from facemend.io import atomic_write_bytes, remove_stale_temps, sniff_format
 from facemend.models.pretrained import WeightsError, load_state_into
 
 FORMAT = "facemend-checkpoint"
@@ -72,7 +74,19 @@ def save_checkpoint(path: str | Path, state: TrainingState) -> None:
         "extra": state.extra,
     }
     data = save(tensors, metadata={"facemend": json.dumps(header)})
+    remove_stale_temps(path)  # left by a save that was killed
     atomic_write_bytes(path, data)
+
+
+def _unreadable(p: Path, e: Exception) -> CheckpointError:
+    """The error for a file safetensors cannot parse, saying what it looks like instead."""
+    what = sniff_format(p)
+    if what in ("a Python pickle", "a zip archive (torch.save format)"):
+        return CheckpointError(f"{p}: {what}, not a facemend checkpoint; facemend checkpoints "
+                               "are safetensors and pickles are never loaded")
+    hint = f"; it looks like {what}" if what else ""
+    return CheckpointError(f"{p}: truncated, corrupt or not a safetensors checkpoint "
+                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__}{hint})")
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -84,12 +98,13 @@ def read_header(path: str | Path) -> dict[str, Any]:
         with safe_open(str(p), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
+        raise _unreadable(p, e) from None
     try:
         header = json.loads(meta["facemend"])
     except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{p}: not a facemend checkpoint (no facemend header)") from None
-    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: a safetensors file without a facemend header (from another "
+                              "program?), not a facemend training checkpoint") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a facemend training checkpoint")
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{p}: format_version {header.get('format_version')!r} not "
@@ -105,7 +120,7 @@ def load_checkpoint(path: str | Path, state: TrainingState, map_location: str = 
         with safe_open(str(p), framework="pt", device=map_location) as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{p}: truncated or corrupt checkpoint ({e})") from None
+        raise _unreadable(p, e) from None
     for name, module in state.modules.items():
         prefix = f"{name}/"
         sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

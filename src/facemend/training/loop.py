@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from facemend.config import RunConfig, to_dict, to_json
-from facemend.data import FaceFolder
+from facemend.data import FaceFolder, worker_context
 from facemend.losses import adversarial_d, adversarial_g, diff_augment, l1_loss, r1_penalty
 from facemend.models.discriminator import Discriminator
 from facemend.models.generator import Generator
@@ -90,9 +90,27 @@ def autocast(cfg: RunConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
 
-def clip(module: torch.nn.Module, max_norm: float) -> None:
+def clip(module: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    """Clip the gradient norm to max_norm (when > 0); returns the norm before clipping."""
     if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+        return torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+def all_finite(values: list[torch.Tensor], reduce=None) -> bool:
+    """Whether every tensor is finite, on every rank (so that all ranks skip together)."""
+    ok = all(bool(torch.isfinite(v).all()) for v in values)
+    if reduce is None or not values:
+        return ok
+    bad = torch.tensor([0.0 if ok else 1.0], device=values[0].device)
+    return bool(reduce(bad).item() == 0)
+
+
+def finite_weights(modules: list[torch.nn.Module]) -> bool:
+    """Whether every floating-point parameter and buffer is finite."""
+    return all(torch.isfinite(t).all() for m in modules for t in m.state_dict().values()
+               if t.is_floating_point())
 
 
 def train(
@@ -161,7 +179,8 @@ def train(
     sampler = StepBatches(len(train_set), tc.batch_size, tc.seed, state.step, last,
                           dist.rank, dist.world)
     loader = DataLoader(EpochIndexed(train_set), batch_sampler=sampler,
-                        num_workers=tc.num_workers, pin_memory=dev.type == "cuda")
+                        num_workers=tc.num_workers, pin_memory=dev.type == "cuda",
+                        multiprocessing_context=worker_context(tc.num_workers))
     say(dist, f"training {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M-parameter G at "
               f"{H}px on {len(train_set)} faces ({dist.world} process(es), {dev}), "
               f"steps {state.step}->{last}")
@@ -181,7 +200,9 @@ def train(
         aug_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, dist.rank, 1))
         vq_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, 0, 2))
 
-        # Codebooks: EMA from ground-truth features only (eq. 3, first term).
+        # Codebooks: EMA from ground-truth features only (eq. 3, first term). The buffers are
+        # saved first so that a skipped (non-finite) step leaves no trace in them.
+        buffers = {k: b.clone() for k, b in G.named_buffers()}
         G.update_codebooks(y, vq_gen, reduce)
 
         # Gmain
@@ -209,34 +230,41 @@ def train(
                 fake_logits = D_train(diff_augment(fake.detach(), tc.diffaug, aug_gen))
                 loss_d = adversarial_d(real_logits, fake_logits)
             losses["loss_d"] = loss_d
-        finite = all(torch.isfinite(v).all() for v in losses.values())
-        if not finite:
+        problem = None if all_finite(list(losses.values()), reduce) else "loss"
+        if problem is None:  # backward both phases, then step only if every gradient is finite
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            norms = [clip(G, tc.grad_clip)]
+            if tc.alpha > 0:
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
+                    y_req = y.detach().requires_grad_(True)
+                    r1 = r1_penalty(D_train(y_req), y_req)
+                    (r1 * (tc.r1_gamma / 2) * tc.r1_interval).backward()
+                    losses["loss_r1"] = r1.detach()
+                norms.append(clip(D, tc.grad_clip))
+            problem = None if all_finite(norms) else "gradient"
+        if problem is not None:
             bad += 1
             opt_g.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
-            say(dist, f"step {step}: non-finite loss ({ {k: float(v) for k, v in losses.items()} }"
-                      f"), step skipped ({bad} in a row)")
+            with torch.no_grad():
+                for k, b in G.named_buffers():
+                    b.copy_(buffers[k])
+            say(dist, f"step {step}: non-finite {problem} "
+                      f"({ {k: float(v.detach()) for k, v in losses.items()} }), step skipped "
+                      f"({bad} in a row, limit train.max_bad_steps={tc.max_bad_steps})")
             if log is not None:
-                log.write({"step": step, "skipped": "non-finite loss"})
+                log.write({"step": step, "skipped": f"non-finite {problem}"})
             if bad >= tc.max_bad_steps:
                 raise TrainingDivergedError(f"{bad} non-finite losses in a row at step {step}; "
-                                       f"last good checkpoint kept at {ckpt}")
+                                            f"last good checkpoint kept at {ckpt}")
             state.step += 1
             continue
         bad = 0
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        clip(G, tc.grad_clip)
         opt_g.step()
         if tc.alpha > 0:
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
-                y_req = y.detach().requires_grad_(True)
-                r1 = r1_penalty(D_train(y_req), y_req)
-                (r1 * (tc.r1_gamma / 2) * tc.r1_interval).backward()
-                losses["loss_r1"] = r1.detach()
-            clip(D, tc.grad_clip)
             opt_d.step()
 
         batch_images = tc.batch_size * dist.world
@@ -261,7 +289,10 @@ def train(
             validate(G_ema, val_lq, val_hq, state.step, out, log, dist)
         if state.step % tc.ckpt_every == 0 or state.step == last:
             state.extra = {"config": to_dict(cfg), "bad_steps": bad}
-            if dist.main:
+            if not finite_weights([G, D, G_ema]):
+                say(dist, f"step {state.step}: non-finite weights: checkpoint not written, "
+                          f"{ckpt} keeps the last good state")
+            elif dist.main:
                 save_checkpoint(ckpt, state)
             ddp.barrier(dist)
     if bar is not None:

@@ -1,0 +1,1 @@
+"""Benchmarks (`facemend bench`): machine roofline, per-model speed and memory, peers."""

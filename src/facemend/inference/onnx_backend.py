@@ -1,0 +1,102 @@
+"""Restore faces with an exported ONNX generator on onnxruntime (same protocol as the torch one).
+
+`OnnxRestorer` is a `Restorer`: (B, 3, S, S) float in [-1, 1] -> (B, 3, S, S). With a graph
+exported with `noise="input"`, it draws eps with a seeded `torch.Generator` in exactly the order
+and shapes `Generator.make_noise` uses, scaled by noise_scale, so `--seed` gives the same faces
+as the torch backend (to float rounding); noise_scale 0 feeds zeros and draws nothing, as
+torch does. A `noise="zero"` graph is deterministic and accepts only noise_scale 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facemend.export import META_PREFIX
+
+
+class OnnxBackendError(RuntimeError):
+    """An ONNX file or runtime that cannot be used; the message names the file and the fix."""
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OnnxBackendError(
+            "onnxruntime is not installed: pip install 'facemend[onnx]'"
+        ) from None
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        opts.intra_op_num_threads = max(1, int(threads))
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise OnnxBackendError(f"{path}: not a loadable ONNX model ({e})") from None
+
+
+class OnnxRestorer:
+    """Callable (B, 3, S, S) [-1, 1] -> (B, 3, S, S) running a facemend ONNX export."""
+
+    def __init__(
+        self, path: str | Path, noise_scale: float = 1.0, seed: int = 0,
+        threads: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OnnxBackendError(f"{self.path}: no such ONNX file (facemend export --onnx ...)")
+        self.session = _session(self.path, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_PREFIX + "resolution" not in meta:
+            raise OnnxBackendError(f"{self.path}: not a facemend export (no facemend metadata)")
+        self.size = int(meta[META_PREFIX + "resolution"])
+        self.noise_mode = meta[META_PREFIX + "noise"]
+        shapes = json.loads(meta[META_PREFIX + "noise_shapes"])
+        self.noise_shapes = [tuple(s) for s in shapes] if self.noise_mode == "input" else []
+        if self.noise_mode == "zero" and noise_scale != 0:
+            raise OnnxBackendError(
+                f"{self.path}: exported with --noise zero (deterministic); use --noise-scale 0 "
+                "or re-export with --noise input"
+            )
+        self.noise_scale = float(noise_scale)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def make_noise(self, batch: int) -> list[torch.Tensor]:
+        """eps for one call: drawn as `Generator.make_noise` draws it, times noise_scale."""
+        if self.noise_scale == 0:
+            return [torch.zeros((batch, *s)) for s in self.noise_shapes]
+        eps = [torch.randn((batch, *s), generator=self.generator) for s in self.noise_shapes]
+        return [e * self.noise_scale for e in eps]
+
+    def run(self, x: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """One forward with explicit noise tensors (or none for a zero-noise graph)."""
+        B = x.shape[0]
+        assert tuple(x.shape[1:]) == (3, self.size, self.size), tuple(x.shape)
+        noise = noise if noise is not None else []
+        feeds = {"x": _numpy(x)}
+        for name, e in zip(self.input_names[1:], noise, strict=True):
+            assert e.shape[0] == B, (name, tuple(e.shape))
+            feeds[name] = _numpy(e)
+        (y,) = self.session.run(["y"], feeds)
+        return torch.from_numpy(y)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, self.make_noise(x.shape[0]))
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().float().cpu().numpy())
+
+
+def onnx_restorer(
+    path: str | Path, noise_scale: float = 1.0, seed: int = 0, threads: int | None = None
+) -> tuple[OnnxRestorer, int]:
+    """(restorer, size) for `restore_photo` from an ONNX file written by `facemend export`."""
+    restorer = OnnxRestorer(path, noise_scale=noise_scale, seed=seed, threads=threads)
+    return restorer, restorer.size
