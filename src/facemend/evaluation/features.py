@@ -58,11 +58,9 @@ def dlib_native_embedder() -> Embedder:
     return embed
 
 
-def dlib_port_embedder(batch_size: int = 16) -> Embedder:
-    """The PyTorch port of dlib's face ResNet (`facemend.faces.chip.embed_aligned`)."""
+def batched_embedder(net: Callable, dim: int, batch_size: int = 16) -> Embedder:
+    """An Embedder from a torch map of (B, 3, H, W) [-1, 1] faces -> (B, dim), run in batches."""
     import torch
-
-    from facemend.faces.chip import embed_aligned
 
     def embed(images: list[np.ndarray]) -> np.ndarray:
         chunks = []
@@ -70,50 +68,32 @@ def dlib_port_embedder(batch_size: int = 16) -> Embedder:
             arr = np.stack(images[s : s + batch_size])  # (B, H, W, 3) uint8
             x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
             with torch.no_grad():
-                chunks.append(embed_aligned(x).double().cpu().numpy())  # (B, 128)
-        return np.concatenate(chunks) if chunks else np.zeros((0, 128))
+                chunks.append(net(x).double().cpu().numpy())  # (B, dim)
+        return np.concatenate(chunks) if chunks else np.zeros((0, dim))
 
     return embed
+
+
+def dlib_port_embedder(batch_size: int = 16) -> Embedder:
+    """The PyTorch port of dlib's face ResNet (`facemend.faces.chip.embed_aligned`)."""
+    from facemend.faces.chip import embed_aligned
+
+    return batched_embedder(embed_aligned, 128, batch_size)
 
 
 def inception_embedder(root: str | Path | None = None, batch_size: int = 16) -> Embedder:
     """FID Inception-v3 pool3 features (2048-D); raises InceptionWeightsError without weights."""
-    import torch
-
     from facemend.metrics.fid import load_inception
 
-    model = load_inception(root)
-
-    def embed(images: list[np.ndarray]) -> np.ndarray:
-        chunks = []
-        for s in range(0, len(images), batch_size):
-            arr = np.stack(images[s : s + batch_size])  # (B, H, W, 3) uint8
-            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
-            with torch.no_grad():
-                chunks.append(model(x).double().numpy())  # (B, 2048)
-        return np.concatenate(chunks) if chunks else np.zeros((0, 2048))
-
-    return embed
+    return batched_embedder(load_inception(root), 2048, batch_size)
 
 
 def facenet_embedder(path: str | Path | None = None, batch_size: int = 16) -> Embedder:
     """FaceNet InceptionResnetV1 embeddings (512-D, unit norm) of aligned faces (paper §4)."""
-    import torch
-
     from facemend.metrics.facenet import EMBED_DIM, embed_aligned, load_facenet
 
     model = load_facenet(path)
-
-    def embed(images: list[np.ndarray]) -> np.ndarray:
-        chunks = []
-        for s in range(0, len(images), batch_size):
-            arr = np.stack(images[s : s + batch_size])  # (B, H, W, 3) uint8
-            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
-            with torch.no_grad():
-                chunks.append(embed_aligned(model, x).double().numpy())  # (B, 512)
-        return np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM))
-
-    return embed
+    return batched_embedder(lambda x: embed_aligned(model, x), EMBED_DIM, batch_size)
 
 
 def face_embedder(kind: str = "dlib") -> tuple[Embedder, str]:
