@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,12 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"shared face data not found at {DATA} (set FACEMEND_SHARED)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def faces(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 real aligned faces (CelebA eval) in a private folder, for short training runs."""
+    out = tmp_path_factory.mktemp("faces")
+    for p in sorted((shared_data / "celeba" / "eval256").glob("*.jpg"))[:16]:
+        shutil.copy(p, out / p.name)
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny-32.yaml"
 FAST = ["train.face_perceptual_weight=0", "train.identity_weight=0", "train.log_every=1",
         "train.sample_every=1000", "train.ckpt_every=1000"]
-
-
-@pytest.fixture(scope="module")
-def faces(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 real aligned faces (CelebA eval) in a private folder."""
-    out = tmp_path_factory.mktemp("faces")
-    for p in sorted((shared_data / "celeba" / "eval256").glob("*.jpg"))[:16]:
-        shutil.copy(p, out / p.name)
-    return out
 
 
 def cfg_with(*overrides: str) -> RunConfig:
