@@ -72,6 +72,24 @@ def test_straight_run_equals_interrupted_and_resumed(faces: Path, tmp_path: Path
                                atol=0, rtol=0)
 
 
+def test_adversarial_warm_up_leaves_d_untouched_until_its_step(faces: Path, tmp_path: Path) -> None:
+    cfg = cfg_with("train.steps=4", "train.alpha=0.1", "train.adv_start_step=2")
+    plain = cfg_with("train.steps=4", "train.alpha=0")
+    train(cfg, [str(faces)], tmp_path / "warm", progress=False, stop_at=2)
+    train(plain, [str(faces)], tmp_path / "plain", progress=False, stop_at=2)
+    a = load_file(tmp_path / "warm" / "checkpoints" / "latest.safetensors")
+    b = load_file(tmp_path / "plain" / "checkpoints" / "latest.safetensors")
+    for k in a:  # the first 2 steps are the alpha = 0 run exactly (same G, D never stepped)
+        if k.startswith(("G", "D")):
+            assert torch.equal(a[k], b[k]), k
+    train(cfg, [str(faces)], tmp_path / "warm", progress=False, resume=True)
+    c = load_file(tmp_path / "warm" / "checkpoints" / "latest.safetensors")
+    assert any(not torch.equal(c[k], a[k]) for k in a if k.startswith("D"))
+    log = [json.loads(ln) for ln in (tmp_path / "warm" / "log.jsonl").read_text().splitlines()]
+    adv = {r["step"]: "loss_adv" in r and "loss_d" in r for r in log if "loss_l1" in r}
+    assert adv == {1: False, 2: False, 3: True, 4: True}
+
+
 def test_truncated_checkpoint_is_a_clear_error(faces: Path, tmp_path: Path) -> None:
     cfg = cfg_with("train.steps=1")
     train(cfg, [str(faces)], tmp_path / "run", progress=False)

@@ -108,6 +108,7 @@ class TrainConfig:
     lr_d: float = 2e-3
     betas: tuple[float, float] = (0.0, 0.99)
     alpha: float = 0.1  # adversarial weight (eq. 7)
+    adv_start_step: int = 0  # steps of reconstruction-only warm-up before the adversarial terms
     l1_weight: float = 1.0
     lambda_p: float = 1.0  # perceptual loss weight (VGG19 when weights are given)
     vgg19_weights: str | None = None  # local torchvision-format vgg19-dcbb9e9d.pth

@@ -199,6 +199,7 @@ def train(
         gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, dist.rank, 0))
         aug_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, dist.rank, 1))
         vq_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, 0, 2))
+        adv = tc.alpha > 0 and step >= tc.adv_start_step  # G and D phases of eq. 7-8
 
         # Codebooks: EMA from ground-truth features only (eq. 3, first term). The buffers are
         # saved first so that a skipped (non-finite) step leaves no trace in them.
@@ -210,7 +211,7 @@ def train(
         with autocast(cfg, dev):
             fake, vq = G_train(x, generator=gen, return_vq=True)
             losses = {"loss_l1": l1_loss(fake, y), "loss_vq": vq}
-            if tc.alpha > 0:
+            if adv:
                 losses["loss_adv"] = adversarial_g(D(diff_augment(fake, tc.diffaug, aug_gen)))
             if percep is not None:
                 losses["loss_percep"] = percep(fake.float(), y)
@@ -224,7 +225,7 @@ def train(
         D.requires_grad_(True)
 
         # Dmain (on the same fakes, detached)
-        if tc.alpha > 0:
+        if adv:
             with autocast(cfg, dev):
                 real_logits = D_train(diff_augment(y, tc.diffaug, aug_gen))
                 fake_logits = D_train(diff_augment(fake.detach(), tc.diffaug, aug_gen))
@@ -235,7 +236,7 @@ def train(
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             norms = [clip(G, tc.grad_clip)]
-            if tc.alpha > 0:
+            if adv:
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
@@ -264,7 +265,7 @@ def train(
             continue
         bad = 0
         opt_g.step()
-        if tc.alpha > 0:
+        if adv:
             opt_d.step()
 
         batch_images = tc.batch_size * dist.world
