@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from facemend.models.layers import EqualConv2d, ModulatedConv2d, assert_shape
+from facemend.models.layers import EqualConv2d, ModulatedConv2d, assert_shape, fold_down_kernel
 
 
 def naive_modconv(conv: ModulatedConv2d, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -17,6 +18,12 @@ def naive_modconv(conv: ModulatedConv2d, x: torch.Tensor, w: torch.Tensor) -> to
         if conv.demodulate:
             wt = wt / torch.sqrt(wt.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
         xb = x[b : b + 1]
+        if conv.transposed:  # StyleGAN2: stride-2 transposed conv, then the [1,3,3,1] FIR
+            y = F.conv_transpose2d(xb, wt.transpose(0, 1), stride=2)  # (1, Cout, 2S+1, 2S+1)
+            k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+            fir = (k[:, None] * k[None, :] / 16).expand(y.shape[1], 1, 4, 4)
+            out.append(F.conv2d(F.pad(y, (1, 1, 1, 1)), fir, groups=y.shape[1]))
+            continue
         if conv.up:
             xb = F.interpolate(xb, scale_factor=2.0, mode="bilinear", align_corners=False)
         out.append(F.conv2d(xb, wt, padding=conv.padding))
@@ -56,3 +63,85 @@ def test_assert_shape_rejects_mismatch() -> None:
         except AssertionError:
             continue
         raise AssertionError(f"{bad} accepted")
+
+
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_down_conv_equals_conv_then_average_pool(k: int, grad: bool) -> None:
+    torch.manual_seed(k)
+    conv = EqualConv2d(5, 7, k, down=True, activate=True, gain=0.7)
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(2, 5, 12, 12)
+    ref = F.avg_pool2d(F.conv2d(x, conv.weight * conv.scale, conv.bias, padding=k // 2), 2)
+    ref = F.leaky_relu(ref, 0.2) * (2**0.5) * 0.7
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_fold_down_kernel_hand_worked() -> None:
+    # 1-D view: taps [a, b, c] then a 2-average -> [a, a + b, b + c, c] / 2 per axis
+    w = torch.tensor([[1.0, 2.0, 3.0]]).T @ torch.tensor([[1.0, 2.0, 3.0]])  # separable
+    one_d = torch.tensor([1.0, 3.0, 5.0, 3.0]) / 2
+    torch.testing.assert_close(fold_down_kernel(w.reshape(1, 1, 3, 3))[0, 0],
+                               one_d[:, None] * one_d[None, :])
+
+
+@pytest.mark.parametrize("up", [False, True])
+def test_modulated_conv_batch_of_one_folds_bias_and_gain(up: bool) -> None:
+    torch.manual_seed(2)
+    conv = ModulatedConv2d(6, 5, style_dim=7, up=up)
+    with torch.no_grad():
+        conv.affine.bias.normal_()
+    x, w, bias = torch.randn(3, 6, 8, 8), torch.randn(3, 7), torch.randn(5)
+    ref = (naive_modconv(conv, x, w) + bias.reshape(1, -1, 1, 1)) * 1.3
+    batched = conv(x, w, bias=bias, gain=1.3)  # input-scaling path
+    ones = torch.cat([conv(x[b : b + 1], w[b : b + 1], bias=bias, gain=1.3) for b in range(3)])
+    with torch.no_grad():  # in-place variants
+        ones_ng = torch.cat([conv(x[b : b + 1], w[b : b + 1], bias=bias, gain=1.3)
+                             for b in range(3)])
+        batched_ng = conv(x, w, bias=bias, gain=1.3)
+    for got in (batched, ones, ones_ng, batched_ng):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_transposed_upsampling_matches_naive_loop(grad: bool) -> None:
+    torch.manual_seed(5)
+    conv = ModulatedConv2d(6, 5, style_dim=7, up=True, transposed=True)
+    with torch.no_grad():
+        conv.affine.bias.normal_()
+    x, w, bias = torch.randn(3, 6, 8, 8), torch.randn(3, 7), torch.randn(5)
+    ref = naive_modconv(conv, x, w) + bias.reshape(1, -1, 1, 1)
+    assert ref.shape == (3, 5, 16, 16)
+    with torch.set_grad_enabled(grad):
+        batched = conv(x, w, bias=bias)
+        ones = torch.cat([conv(x[b : b + 1], w[b : b + 1], bias=bias) for b in range(3)])
+    torch.testing.assert_close(batched, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ones, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_transposed_upsampling_keeps_a_constant_image_constant() -> None:
+    """A centre-tap kernel lands the input on every other pixel; the FIR (gain 4) fills the
+    rest, so a constant image stays that constant away from the border."""
+    conv = ModulatedConv2d(1, 1, style_dim=1, up=True, transposed=True, demodulate=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 1 / conv.scale
+        conv.affine.weight.zero_()  # styles = bias = 1
+    y = conv(torch.full((1, 1, 8, 8), 0.7), torch.zeros(1, 1))
+    torch.testing.assert_close(y[..., 2:-2, 2:-2], torch.full((1, 1, 12, 12), 0.7))
+
+
+def test_inference_cache_follows_in_place_weight_updates() -> None:
+    torch.manual_seed(6)
+    conv = EqualConv2d(4, 6, 3, down=True, activate=True)
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        before = conv(x)
+        conv.weight.mul_(2.0)  # an optimiser step or load_state_dict does this in place
+        after = conv(x)
+    with torch.enable_grad():
+        fresh = conv(x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh)

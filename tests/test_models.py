@@ -25,7 +25,7 @@ def small(resolution: int, **kw) -> ModelConfig:
 def test_shapes_for_every_resolution_and_skip_count(H: int) -> None:
     max_skips = int(torch.log2(torch.tensor(H))) - 3
     for n in range(max_skips + 1):
-        cfg = small(H, num_skips=n)
+        cfg = small(H, num_skips=n, upsample="transposed" if n % 2 else "bilinear")
         assert cfg.skip_resolutions == tuple(2 ** (3 + i) for i in range(n))
         G, D = Generator(cfg), Discriminator(cfg)
         x = torch.randn(2, 3, H, H)
@@ -118,3 +118,19 @@ def test_residual_option_adds_the_input() -> None:
     R.load_state_dict(G.state_dict())
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(R(x, noise_scale=0), G(x, noise_scale=0) + x)
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "transposed"])
+def test_batch_equals_one_face_at_a_time(upsample: str) -> None:
+    """The batch-of-one path (weights folded, in place) equals the batched path, noise included."""
+    torch.manual_seed(3)
+    G = Generator(small(64, num_skips=3, upsample=upsample)).eval()
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("strength"):
+                p.fill_(0.2)
+        x = torch.randn(3, 3, 64, 64)
+        noise = G.make_noise(3, torch.Generator().manual_seed(4))
+        batched = G(x, noise=noise)
+        ones = [G(x[b : b + 1], noise=[n[b : b + 1] for n in noise]) for b in range(3)]
+    torch.testing.assert_close(torch.cat(ones), batched, atol=1e-5, rtol=1e-5)

@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 
 
 FusionKind = Literal["lgf", "add", "concat", "none"]
+UpsampleKind = Literal["bilinear", "transposed"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class ModelConfig:
     # facemend's addition (not in the paper): output x + G(x), so that a new or briefly trained
     # model starts from its input instead of from grey; for small CPU training budgets.
     residual: bool = False
+    # Decoder upsampling: "bilinear" resize then 3x3 modulated conv (GFPGANv1Clean's choice), or
+    # "transposed": StyleGAN2's own stride-2 transposed 3x3 modulated conv + [1,3,3,1] blur, which
+    # runs its conv at the low resolution (a quarter of the multiply-adds).
+    upsample: UpsampleKind = "bilinear"
 
     def __post_init__(self) -> None:
         h = self.resolution

@@ -82,6 +82,8 @@ def model_restorer(
 
         channels_last = isinstance(model, Generator)
     device_type = torch.device(device).type
+    if channels_last:  # weights too, or every conv reorders its weights on each call
+        model.to(memory_format=torch.channels_last)
 
     def restore(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device)

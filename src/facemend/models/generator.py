@@ -18,10 +18,13 @@ from torch import nn
 from facemend.config import ModelConfig
 from facemend.models.fusion import make_fusion
 from facemend.models.layers import (
+    LRELU_GAIN,
     EqualConv2d,
     EqualLinear,
     ModulatedConv2d,
     assert_shape,
+    inplace_ok,
+    leaky,
     lrelu,
     upsample2x,
 )
@@ -34,13 +37,15 @@ class ResDownBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv0 = EqualConv2d(cin, cin, 3)
-        self.conv1 = EqualConv2d(cin, cout, 3, down=True)
-        self.skip = EqualConv2d(cin, cout, 1, bias=False, down=True)
+        # (lrelu(conv1(lrelu(conv0 x))) + skip x) / sqrt 2, with the 1/sqrt 2 folded into conv1
+        # and skip (lrelu is positively homogeneous)
+        self.conv0 = EqualConv2d(cin, cin, 3, activate=True)
+        self.conv1 = EqualConv2d(cin, cout, 3, down=True, activate=True, gain=0.5**0.5)
+        self.skip = EqualConv2d(cin, cout, 1, bias=False, down=True, gain=0.5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = lrelu(self.conv1(lrelu(self.conv0(x))))
-        return (y + self.skip(x)) * (0.5**0.5)
+        y = self.conv1(self.conv0(x))  # (B, Cout, S/2, S/2)
+        return y.add_(self.skip(x)) if inplace_ok() else y + self.skip(x)
 
 
 @dataclass
@@ -59,20 +64,20 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         H = cfg.resolution
-        self.from_rgb = EqualConv2d(3, cfg.channels(H), 1)
+        self.from_rgb = EqualConv2d(3, cfg.channels(H), 1, activate=True)
         self.blocks = nn.ModuleList()
         res = H
         while res > 4:
             self.blocks.append(ResDownBlock(cfg.channels(res), cfg.channels(res // 2)))
             res //= 2
         c4 = cfg.channels(4)
-        self.conv4 = EqualConv2d(c4, c4, 3)
+        self.conv4 = EqualConv2d(c4, c4, 3, activate=True)
         self.to_z = EqualLinear(c4 * 16, cfg.latent_dim)
 
     def forward(self, x: torch.Tensor) -> Encoded:
         H = self.cfg.resolution
         assert_shape(x, [None, 3, H, H])
-        h = lrelu(self.from_rgb(x))
+        h = self.from_rgb(x)
         skips: dict[int, torch.Tensor] = {}
         res = H  # a Python int, not h.shape[-1], which is a tensor while tracing (ONNX export)
         for block in self.blocks:
@@ -80,7 +85,7 @@ class Encoder(nn.Module):
             res //= 2
             if res in self.cfg.skip_resolutions:
                 skips[res] = h
-        x4 = lrelu(self.conv4(h))  # (B, C4, 4, 4)
+        x4 = self.conv4(h)  # (B, C4, 4, 4)
         z = self.to_z(x4.flatten(1))  # (B, latent)
         return Encoded(z=z, x4=x4, skips=skips)
 
@@ -90,7 +95,8 @@ class StyledLayer(nn.Module):
 
     def __init__(self, cin: int, cout: int, cfg: ModelConfig, up: bool = False) -> None:
         super().__init__()
-        self.conv = ModulatedConv2d(cin, cout, cfg.latent_dim, up=up)
+        self.conv = ModulatedConv2d(cin, cout, cfg.latent_dim, up=up,
+                                    transposed=up and cfg.upsample == "transposed")
         self.noise = AdaptiveNoise(cfg.latent_dim, cout) if cfg.noise else None
         self.bias = nn.Parameter(torch.zeros(cout))
         self.out_channels = cout
@@ -98,10 +104,11 @@ class StyledLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, z: torch.Tensor, eps: torch.Tensor | None
     ) -> torch.Tensor:
-        x = self.conv(x, w)
+        # lrelu(conv + noise + bias), with lrelu's gain folded into the conv and the noise
+        x = self.conv(x, w, bias=self.bias, gain=LRELU_GAIN)
         if self.noise is not None:
-            x = self.noise(x, z, eps)
-        return lrelu(x + self.bias.reshape(1, -1, 1, 1))
+            x = self.noise(x, z, eps, gain=LRELU_GAIN, inplace=True)
+        return leaky(x)
 
 
 class ToRGB(nn.Module):
@@ -113,7 +120,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(3))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, w) + self.bias.reshape(1, 3, 1, 1)
+        return self.conv(x, w, bias=self.bias)
 
 
 class Skip(nn.Module):

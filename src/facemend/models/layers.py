@@ -36,6 +36,15 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+def blur_upsampled(x: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's [1,3,3,1] FIR after a stride-2 transposed 3x3 conv: (B, C, 2S+1, 2S+1) ->
+    (B, C, 2S, 2S), kernel sum 4 (the upsampling gain), pad 1 per side, depthwise."""
+    C = x.shape[1]
+    k1 = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype, device=x.device)
+    k = (k1[:, None] * k1[None, :] / 16.0).expand(C, 1, 4, 4)  # (C, 1, 4, 4), sum 4 each
+    return F.conv2d(x, k, padding=1, groups=C)
+
+
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H/2, W/2), 2x2 average."""
     return F.avg_pool2d(x, 2)
@@ -63,12 +72,42 @@ class EqualLinear(nn.Module):
         return f"in={i}, out={o}, lr_mul={self.lr_mul}"
 
 
+def fold_down_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, k, k) -> (O, I, k+1, k+1): conv_k then 2x2 average == this kernel at stride 2.
+
+    Exact (a composition of two linear filters); costs 4(k+1)^2/(4 k^2) of the full-resolution conv
+    per output, i.e. 0.44x for k = 3.
+    """
+    pads = ((0, 1, 0, 1), (1, 0, 0, 1), (0, 1, 1, 0), (1, 0, 1, 0))
+    return sum(F.pad(weight, p) for p in pads) * 0.25
+
+
+def tracing() -> bool:
+    """True while exporting (ONNX) or tracing: keep shapes static and the batch size symbolic."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def inplace_ok() -> bool:
+    """True when no autograd graph is being recorded, so activations may be updated in place."""
+    return not torch.is_grad_enabled()
+
+
+def leaky(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU (0.2) without gain, in place when no graph is recorded (inference)."""
+    return F.leaky_relu_(x, 0.2) if inplace_ok() else F.leaky_relu(x, 0.2)
+
+
 class EqualConv2d(nn.Module):
-    """Conv2d with equalized learning rate; `up`/`down` resample by 2 before/after the conv."""
+    """Conv2d with equalized learning rate; `up`/`down` resample by 2 before/after the conv.
+
+    `activate` applies `lrelu` (gain sqrt 2) and `gain` scales the output; both are folded into
+    the weights, since lrelu(g * v) = g * lrelu(v) for g > 0. `down` runs as one stride-2 conv with
+    the folded kernel (`fold_down_kernel`), or pools first for k = 1: both equal conv-then-pool.
+    """
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
-        up: bool = False, down: bool = False,
+        up: bool = False, down: bool = False, activate: bool = False, gain: float = 1.0,
     ) -> None:
         super().__init__()
         assert not (up and down)
@@ -76,56 +115,115 @@ class EqualConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.padding = kernel_size // 2
-        self.up, self.down = up, down
+        self.up, self.down, self.activate = up, down, activate
+        self.gain = gain * (LRELU_GAIN if activate else 1.0)
+        self._cache: tuple | None = None  # (parameter versions, effective weight and bias)
+
+    def effective(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, bias) as applied: scaled, gained, and folded for `down` (k > 1).
+
+        Without autograd (inference) the result is computed once and reused until the parameters
+        change (their version counters move) or change memory format.
+        """
+        if torch.is_grad_enabled() or tracing():
+            return self._effective()
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.is_contiguous(),
+               None if self.bias is None else (self.bias._version, self.bias.data_ptr()))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._effective())
+        return self._cache[1]
+
+    def _effective(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w = self.weight * (self.scale * self.gain)
+        if self.down and w.shape[-1] > 1 and not tracing():
+            fmt = (torch.contiguous_format if self.weight.is_contiguous()
+                   else torch.channels_last)
+            w = fold_down_kernel(w).contiguous(memory_format=fmt)
+        return w, (self.bias * self.gain if self.bias is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.effective()
         if self.up:
             x = upsample2x(x)
-        x = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
-        if self.down:
-            x = downsample2x(x)
-        return x
+        if self.down and tracing():  # the exporter cannot see the folded kernel's shape
+            x = downsample2x(F.conv2d(x, w, b, padding=self.padding))
+        elif self.down and w.shape[-1] == 1:
+            x = F.conv2d(downsample2x(x), w, b)
+        elif self.down:
+            x = F.conv2d(x, w, b, stride=2, padding=self.padding)  # w already folded
+        else:
+            x = F.conv2d(x, w, b, padding=self.padding)
+        return leaky(x) if self.activate else x
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
-        return f"{i}->{o}, k={k}, up={self.up}, down={self.down}"
+        return (f"{i}->{o}, k={k}, up={self.up}, down={self.down}, activate={self.activate}, "
+                f"gain={self.gain:.4g}")
 
 
 class ModulatedConv2d(nn.Module):
-    """StyleGAN2 modulated conv with weight demodulation.
+    """StyleGAN2 modulated conv with weight demodulation; returns gain * (conv + bias).
 
     Per sample b: w'_{oik} = w_{oik} * s_{bi}; w''_{oik} = w'_{oik} / sqrt(sum_{ik} w'^2 + eps).
-    Implemented as (x * s) conv w, then * d_{bo}, which equals the per-sample conv exactly and
-    needs no grouped conv (measured faster on CPU, DESIGN §6).
+    A batch of one folds s, the demodulation, `gain` and `bias` into one conv's weights (no pass
+    over the activations). Larger batches use (x * s) conv w, then * d_{bo}, which equals the
+    per-sample conv exactly and needs no grouped conv (measured faster on CPU, DESIGN §6).
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, style_dim: int, kernel_size: int = 3,
-        demodulate: bool = True, up: bool = False,
+        demodulate: bool = True, up: bool = False, transposed: bool = False,
     ) -> None:
         super().__init__()
+        assert not transposed or (up and kernel_size == 3)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.affine = EqualLinear(style_dim, in_channels, bias_init=1.0)  # w -> s
+        self.transposed = transposed  # up by a stride-2 transposed conv + blur (StyleGAN2)
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.padding = kernel_size // 2
         self.demodulate, self.up = demodulate, up
         self.in_channels, self.out_channels = in_channels, out_channels
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+        gain: float = 1.0,
+    ) -> torch.Tensor:
         B = x.shape[0]
         assert_shape(x, [B, self.in_channels, None, None])
-        styles = self.affine(w)  # (B, Cin)
-        weight = self.weight * self.scale  # (Cout, Cin, k, k)
-        x = x * styles.reshape(B, -1, 1, 1)
+        styles = self.affine(w) * self.scale  # (B, Cin); the equalized-lr scale rides along
+        b = bias * gain if bias is not None else None
+        if B == 1 and not tracing():  # a traced graph must serve any batch size
+            wb = self.weight * styles.reshape(1, -1, 1, 1)  # (Cout, Cin, k, k): this sample's
+            if self.demodulate:
+                coef = torch.rsqrt(wb.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8) * gain
+                wb = wb * coef
+            elif gain != 1.0:
+                wb = wb * gain
+            if not self.transposed:
+                x = upsample2x(x) if self.up else x
+                return F.conv2d(x, wb, b, padding=self.padding)  # bias folded too
+            x = self._conv(x, wb)
+        else:
+            x = self._conv(x * styles.reshape(B, -1, 1, 1), self.weight)  # (B, Cout, H', W')
+            if self.demodulate:
+                # sum_{i,k} (w_oik s_bi)^2 = sum_i s_bi^2 * sum_k w_oik^2
+                w2 = self.weight.square().sum(dim=(2, 3))  # (Cout, Cin)
+                d = (torch.rsqrt(styles.square() @ w2.t() + 1e-8) * gain).reshape(B, -1, 1, 1)
+                x = x.mul_(d) if inplace_ok() else x * d
+            elif gain != 1.0:
+                x = x * gain
+        if b is not None:
+            b = b.reshape(1, -1, 1, 1)
+            x = x.add_(b) if inplace_ok() else x + b
+        return x
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The (already modulated) conv, with this layer's resampling."""
+        if self.transposed:  # (B, Cin, S, S) -> (B, Cout, 2S, 2S)
+            return blur_upsampled(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         if self.up:
             x = upsample2x(x)
-        x = F.conv2d(x, weight, padding=self.padding)  # (B, Cout, H, W)
-        if self.demodulate:
-            # sum_{i,k} (w_oik s_bi)^2 = sum_i s_bi^2 * sum_k w_oik^2
-            w2 = weight.square().sum(dim=(2, 3))  # (Cout, Cin)
-            d = torch.rsqrt(styles.square() @ w2.t() + 1e-8)  # (B, Cout)
-            x = x * d.reshape(B, -1, 1, 1)
-        return x
+        return F.conv2d(x, weight, padding=self.padding)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}->{self.out_channels}, demod={self.demodulate}, up={self.up}"

@@ -24,13 +24,22 @@ class AdaptiveNoise(nn.Module):
         self.strength = nn.Parameter(torch.zeros(channels))
         self.channels = channels
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor, eps: torch.Tensor | None, gain: float = 1.0,
+        inplace: bool = False,
+    ) -> torch.Tensor:
+        """x + gain * strength * sigmoid(A z) * eps; `inplace` (no autograd) updates x itself."""
         if eps is None:
             return x
         B, C, H, W = x.shape
         assert_shape(eps, [B, C, H, W])
         gates = torch.sigmoid(self.gate(z)).reshape(B, C, 1, 1)  # (B, C, 1, 1)
-        return x + self.strength.reshape(1, C, 1, 1) * gates * eps
+        coef = self.strength.reshape(1, C, 1, 1) * gates  # (B, C, 1, 1)
+        if gain != 1.0:
+            coef = coef * gain
+        if inplace and not torch.is_grad_enabled():
+            return x.addcmul_(eps, coef)
+        return x + coef * eps
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
