@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -31,6 +32,8 @@ REPO = Path(__file__).resolve().parents[3]
 CONFIGS = REPO / "configs"
 FLOP_CONVENTION = "torch.utils.flop_counter.FlopCounterMode; a multiply-add counts as 2 FLOPs"
 Call = Callable[[torch.Tensor], torch.Tensor]
+PAPER_BILINEAR = "paper-512-bilinear"  # paper-512 with bilinear-resize upsampling
+FACEMEND_MODELS = ("default", "paper-512", PAPER_BILINEAR)
 
 
 @dataclass
@@ -55,7 +58,7 @@ def model_config(path: str | Path) -> ModelConfig:
 def build_facemend(
     name: str, config: str | None = None, weights: str | None = None
 ) -> tuple[Generator, str]:
-    """(G in eval mode, where it came from) for `default` or `paper-512` (random init, seed 0)."""
+    """(G in eval mode, where it came from) for a FACEMEND_MODELS name (512s: random, seed 0)."""
     if name == "default":
         from facemend.models.pretrained import CONFIG_FILE, DEFAULT_WEIGHTS, from_pretrained
 
@@ -66,9 +69,12 @@ def build_facemend(
         torch.manual_seed(0)
         return (Generator(model_config(cfg_path)).eval(),
                 f"random init of {cfg_path.name} ({folder} not found)")
-    if name == "paper-512":
+    if name in ("paper-512", PAPER_BILINEAR):
+        cfg = model_config(CONFIGS / "paper-512.yaml")
+        if name == PAPER_BILINEAR:  # GFPGANv1Clean's upsampling, for the side-by-side record
+            cfg = dataclasses.replace(cfg, upsample="bilinear")
         torch.manual_seed(0)
-        return Generator(model_config(CONFIGS / "paper-512.yaml")).eval(), "random init"
+        return Generator(cfg).eval(), f"random init, model.upsample={cfg.upsample}"
     raise ValueError(f"unknown facemend model {name!r}")
 
 
@@ -212,7 +218,7 @@ def _rss_main() -> None:
     p.add_argument("--onnx")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    if a.name in ("default", "paper-512"):
+    if a.name in FACEMEND_MODELS:
         G, source = build_facemend(a.name, a.config, a.weights)
         entry = facemend_entry(a.name, G, source)
     elif a.name == "onnx:default":

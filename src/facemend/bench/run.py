@@ -1,11 +1,13 @@
 """`facemend bench`: one run measuring the machine, every model side by side, e2e and memory.
 
 Models: `default` (weights/default, else a random init of configs/default-64.yaml, said in the
-JSON), `paper-512` (random init), the peers `GFPGANv1Clean` and `CodeFormer` (random weights, same
-512 input; skipped with a message when the `bench` extra is absent) and `onnx:default` (the
-default model exported with noise inputs, on onnxruntime). Batch-1 latencies of all models (and
-the bf16 autocast variants of paper-512 and GFPGAN) are measured in interleaved rounds and
-reported as medians; ratios are medians of per-round ratios, so load drift cancels.
+JSON), `paper-512` (random init) and `paper-512-bilinear` (the same with GFPGANv1Clean's bilinear
+upsampling instead of StyleGAN2's transposed conv), the peers `GFPGANv1Clean` and
+`CodeFormer` (random weights, same 512 input; skipped with a message when the `bench` extra is
+absent) and `onnx:default` (the default model exported with noise inputs, on onnxruntime).
+Batch-1 latencies of all models (and the bf16 autocast variants of paper-512 and GFPGAN) are
+measured in interleaved rounds and reported as medians; ratios are medians of per-round ratios,
+so load drift cancels.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 from facemend.bench import machine, memory
 from facemend.bench import models as bm
 
-ALL_MODELS = ("default", "paper-512", "GFPGANv1Clean", "CodeFormer", "onnx:default")
+ALL_MODELS = ("default", "paper-512", bm.PAPER_BILINEAR, "GFPGANv1Clean", "CodeFormer",
+              "onnx:default")
 QUICK_MODELS = ("default", "paper-512", "onnx:default")
 BF16_MODELS = ("paper-512", "GFPGANv1Clean")
 PARTS = ("roofline", "bf16", "train", "rss", "e2e", "memory")
@@ -54,7 +57,7 @@ def _entries(opts: BenchOptions, names: tuple[str, ...], tmp: Path,
     entries: list[bm.Entry] = []
     default_G = None
     for name in names:
-        if name in ("default", "paper-512"):
+        if name in bm.FACEMEND_MODELS:
             G, source = bm.build_facemend(name, opts.config, opts.weights)
             default_G = G if name == "default" else default_G
             entries.append(bm.facemend_entry(name, G, source))

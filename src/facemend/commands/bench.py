@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, metavar="YAML",
                    help="config of `default` when no weights are found (default default-64)")
     p.add_argument("--models", default=None,
-                   help="comma list from default,paper-512,GFPGANv1Clean,CodeFormer,onnx:default")
+                   help="comma list from default,paper-512,paper-512-bilinear,GFPGANv1Clean,"
+                        "CodeFormer,onnx:default")
     p.add_argument("--skip", default="",
                    help="comma list of parts to skip: roofline,bf16,train,rss,e2e,memory")
 
