@@ -90,6 +90,21 @@ def test_adversarial_warm_up_leaves_d_untouched_until_its_step(faces: Path, tmp_
     assert adv == {1: False, 2: False, 3: True, 4: True}
 
 
+# minutes of inductor compilation; covered by benchmarks/train_step.py --set train.compile=true
+@pytest.mark.slow
+def test_compiled_training_matches_eager_closely(faces: Path, tmp_path: Path) -> None:
+    eager = cfg_with("train.steps=3", "train.alpha=0.1")
+    compiled = cfg_with("train.steps=3", "train.alpha=0.1", "train.compile=true")
+    train(eager, [str(faces)], tmp_path / "e", progress=False)
+    train(compiled, [str(faces)], tmp_path / "c", progress=False)
+    a = load_file(tmp_path / "e" / "checkpoints" / "latest.safetensors")
+    b = load_file(tmp_path / "c" / "checkpoints" / "latest.safetensors")
+    keys = [k for k in a if k.startswith(("G/", "D/", "G.", "D."))]
+    assert keys
+    for k in keys:  # same steps, same data and noise; only the kernels differ
+        torch.testing.assert_close(a[k], b[k], atol=1e-3, rtol=1e-3)
+
+
 def test_truncated_checkpoint_is_a_clear_error(faces: Path, tmp_path: Path) -> None:
     cfg = cfg_with("train.steps=1")
     train(cfg, [str(faces)], tmp_path / "run", progress=False)

@@ -132,6 +132,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: CUDA bf16 where available, else fp32
+    compile: bool = False  # torch.compile G and D for training (minutes to compile; long runs)
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 500

@@ -167,6 +167,8 @@ def train(
         ids = [dev.index] if dev.type == "cuda" else None
         G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
         D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
+    if tc.compile:  # the same modules, traced and fused by inductor (DESIGN §6: 1.3-2.3x on CPU)
+        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
     reduce = ddp.all_reduce_sum if dist.enabled else None
     percep = build_perceptual(cfg, dev, dist)
     face_loss = build_face_loss(cfg, dev)
