@@ -99,10 +99,21 @@ def test_compiled_training_matches_eager_closely(faces: Path, tmp_path: Path) ->
     train(compiled, [str(faces)], tmp_path / "c", progress=False)
     a = load_file(tmp_path / "e" / "checkpoints" / "latest.safetensors")
     b = load_file(tmp_path / "c" / "checkpoints" / "latest.safetensors")
+    logs = [[json.loads(ln) for ln in (tmp_path / r / "log.jsonl").read_text().splitlines()]
+            for r in ("e", "c")]
+    first = [next(r for r in log if r.get("step") == 1) for log in logs]
+    for name in ("loss_l1", "loss_adv", "loss_d", "loss_vq"):  # same weights, data and noise
+        assert abs(first[0][name] - first[1][name]) <= 1e-3 * abs(first[0][name]) + 1e-5, name
     keys = [k for k in a if k.startswith(("G/", "D/", "G.", "D."))]
     assert keys
-    for k in keys:  # same steps, same data and noise; only the kernels differ
-        torch.testing.assert_close(a[k], b[k], atol=1e-3, rtol=1e-3)
+    # Adam moves a weight by at most ~lr per step, whatever its gradient's size, so rounding
+    # differences may flip tiny gradients' signs: bound the drift by 2 * lr * steps
+    bound = 2 * max(eager.train.lr_g, eager.train.lr_d) * eager.train.steps
+    for k in keys:
+        if a[k].is_floating_point():
+            assert (a[k] - b[k]).abs().max().item() <= bound, k
+        else:
+            assert torch.equal(a[k], b[k]), k
 
 
 def test_truncated_checkpoint_is_a_clear_error(faces: Path, tmp_path: Path) -> None:
