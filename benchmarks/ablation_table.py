@@ -13,7 +13,8 @@ GROUPS = {
     "Table 3 (components)": [
         ("degraded input", "input"), ("baseline: add skips, no VQ, no noise", "t3_baseline/eval"),
         ("+ LGF", "t3_lgf/eval"), ("+ LGF + quantization", "t3_lgf_vq/eval"),
-        ("+ LGF + quantization + noise (full)", "t3_full/eval")],
+        ("+ LGF + quantization + noise (full)", "t3_full/eval"),
+        ("full, seed 1 (run-to-run noise)", "t3_full_seed1/eval")],
     "Number of skip connections (Figure 3), full model": [
         ("1 skip (8 px)", "skips_1/eval"), ("2 skips (8, 16 px)", "skips_2/eval"),
         ("3 skips (8, 16, 32 px; the maximum at 64 px)", "t3_full/eval")],

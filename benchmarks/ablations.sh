@@ -29,6 +29,7 @@ run t3_baseline model.fusion=add model.quantize=false model.noise=false model.sk
 run t3_lgf model.quantize=false model.noise=false model.skip_noise=false
 run t3_lgf_vq model.noise=false model.skip_noise=false
 run t3_full
+run t3_full_seed1 train.seed=1  # the same run with another seed: how large is run-to-run noise?
 # number of skip connections (Figure 3); 3 is t3_full
 run skips_1 model.num_skips=1
 run skips_2 model.num_skips=2
