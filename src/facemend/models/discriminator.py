@@ -29,7 +29,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         H = cfg.resolution
-        self.from_rgb = EqualConv2d(3, cfg.d_channels(H), 1)
+        self.from_rgb = EqualConv2d(3, cfg.d_channels(H), 1, activate=True)
         blocks = []
         res = H
         while res > 4:
@@ -37,17 +37,17 @@ class Discriminator(nn.Module):
             res //= 2
         self.blocks = nn.ModuleList(blocks)
         c4 = cfg.d_channels(4)
-        self.conv4 = EqualConv2d(c4 + 1, c4, 3)
+        self.conv4 = EqualConv2d(c4 + 1, c4, 3, activate=True)
         self.fc = EqualLinear(c4 * 16, c4)
         self.out = EqualLinear(c4, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H = self.cfg.resolution
         assert_shape(x, [None, 3, H, H])
-        h = lrelu(self.from_rgb(x))
+        h = self.from_rgb(x)
         for block in self.blocks:
             h = block(h)
         h = minibatch_stddev(h, self.cfg.mbstd_group)  # (B, C4 + 1, 4, 4)
-        h = lrelu(self.conv4(h))
+        h = self.conv4(h)
         h = lrelu(self.fc(h.flatten(1)))
         return self.out(h).squeeze(1)  # (B,)

@@ -125,7 +125,7 @@ class EqualConv2d(nn.Module):
         Without autograd (inference) the result is computed once and reused until the parameters
         change (their version counters move) or change memory format.
         """
-        if torch.is_grad_enabled() or tracing():
+        if not inplace_ok() or tracing():  # autograd needs a fresh graph each call
             return self._effective()
         key = (self.weight._version, self.weight.data_ptr(), self.weight.is_contiguous(),
                None if self.bias is None else (self.bias._version, self.bias.data_ptr()))

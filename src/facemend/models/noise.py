@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facemend.models.layers import EqualLinear, assert_shape
+from facemend.models.layers import EqualLinear, assert_shape, inplace_ok
 
 
 class AdaptiveNoise(nn.Module):
@@ -37,7 +37,7 @@ class AdaptiveNoise(nn.Module):
         coef = self.strength.reshape(1, C, 1, 1) * gates  # (B, C, 1, 1)
         if gain != 1.0:
             coef = coef * gain
-        if inplace and not torch.is_grad_enabled():
+        if inplace and inplace_ok():
             return x.addcmul_(eps, coef)
         return x + coef * eps
 
