@@ -328,6 +328,15 @@ def save_rgb(path: str | Path, img: np.ndarray, quality: int = 95) -> None:
     save_image(path, img, quality)
 
 
+def find_weight_file(places: Iterable[Path], names: tuple[str, ...]) -> Path | None:
+    """The first of `places` (in order) that is a file or holds a file named in `names`."""
+    for place in places:
+        for p in (place, *(place / n for n in names)):
+            if p.is_file():
+                return p
+    return None
+
+
 def load_torch_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A torch.save state dict read with weights_only=True (tensors and plain containers only:
     a pickle that would run code is refused); any bad file is a one-line ValueError."""

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemend.io import load_torch_state
+from facemend.io import find_weight_file, load_torch_state
 
 VGGFACE2_FILE = "20180402-114759-vggface2.pt"
 CASIA_FILE = "20180408-102900-casia-webface.pt"
@@ -236,10 +236,9 @@ def find_facenet_weights(path: str | Path | None = None) -> Path:
     if os.environ.get(ENV_FILE):
         candidates.append(Path(os.environ[ENV_FILE]))
     candidates.append(_torch_home() / "checkpoints")
-    for c in candidates:
-        for p in (c, c / VGGFACE2_FILE, c / CASIA_FILE):
-            if p.is_file():
-                return p
+    found = find_weight_file(candidates, (VGGFACE2_FILE, CASIA_FILE))
+    if found is not None:
+        return found
     where = ", ".join(str(c) for c in candidates)
     raise FaceNetWeightsError(
         f"FaceNet needs weights {VGGFACE2_FILE} (facenet-pytorch release, {RELEASE}{VGGFACE2_FILE}"

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemend.io import load_torch_state
+from facemend.io import find_weight_file, load_torch_state
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 ENV_DIR = "FACEMEND_FID_DIR"
@@ -257,10 +257,9 @@ def find_inception_weights(root: str | Path | None = None) -> Path:
         dirs.append(Path(os.environ[ENV_DIR]))
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     dirs.append(torch_home / "hub" / "checkpoints")
-    for d in dirs:
-        p = d if d.is_file() else d / INCEPTION_FILE
-        if p.is_file():
-            return p
+    found = find_weight_file(dirs, (INCEPTION_FILE,))
+    if found is not None:
+        return found
     where = ", ".join(str(d) for d in dirs)
     raise InceptionWeightsError(
         f"FID needs Inception weights {INCEPTION_FILE} (pytorch-fid release); "
