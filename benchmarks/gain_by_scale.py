@@ -15,27 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from facemend.evaluation.features import dlib_port_embedder
+from facemend.evaluation.methods import model_restorer
 from facemend.io import load_rgb
 from facemend.metrics.psnr_ssim import psnr
-from facemend.models.pretrained import from_pretrained
 
 EDGES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0001)
-
-
-def restore(weights: Path, lq: list[np.ndarray], batch: int = 32) -> list[np.ndarray]:
-    """Restore uint8 (H, W, 3) faces with the generator in `weights`, deterministically."""
-    G = from_pretrained(weights).eval()
-    out = []
-    for s in range(0, len(lq), batch):
-        x = torch.from_numpy(np.stack(lq[s : s + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        with torch.inference_mode():
-            y = G(x, noise_scale=0.0)  # (B, 3, H, W)
-        y = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        out.extend(list(y))
-    return out
 
 
 def main() -> None:
@@ -50,7 +36,7 @@ def main() -> None:
     scale = np.array([files[f"bfr/{n}"]["params"]["scale"] for n in names])
     lq = [load_rgb(a.cache / "bfr" / n) for n in names]
     hq = [load_rgb(a.cache / "hq" / n) for n in names]
-    out = restore(a.weights, lq)
+    out = model_restorer(a.weights, batch_size=32)("bfr", lq, lq, names)  # as `evaluate` does
     embed = dlib_port_embedder()
     e_hq, e_lq, e_out = embed(hq), embed(lq), embed(out)
     rows = []
