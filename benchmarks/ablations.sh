@@ -33,6 +33,7 @@ run t3_full_seed1 train.seed=1  # the same run with another seed: how large is r
 # number of skip connections (Figure 3); 3 is t3_full
 run skips_1 model.num_skips=1
 run skips_2 model.num_skips=2
+run skips_3_full model.full_res_skip=true  # facemend's extra skip at H (64 px) on top of 3
 # adversarial weight alpha; 0.1 is t3_full
 run alpha_0.03 train.alpha=0.03
 run alpha_0.3 train.alpha=0.3

@@ -134,3 +134,28 @@ def test_batch_equals_one_face_at_a_time(upsample: str) -> None:
         batched = G(x, noise=noise)
         ones = [G(x[b : b + 1], noise=[n[b : b + 1] for n in noise]) for b in range(3)]
     torch.testing.assert_close(torch.cat(ones), batched, atol=1e-5, rtol=1e-5)
+
+
+def test_full_res_skip_feeds_the_encoders_full_resolution_feature() -> None:
+    cfg = small(32, num_skips=2, full_res_skip=True, quantize=False, skip_noise=False)
+    assert cfg.skip_resolutions == (8, 16, 32)
+    torch.manual_seed(0)
+    G = Generator(cfg).eval()
+    assert sorted(int(k) for k in G.skips) == [8, 16, 32]
+    x = torch.randn(2, 3, 32, 32)
+    enc = G.encoder(x)
+    torch.testing.assert_close(enc.skips[32], G.encoder.from_rgb(x))  # (B, C_32, 32, 32)
+    # the output depends on the full-resolution input pixel by pixel: with the 32 px skip's gate
+    # forced shut (s = 0, q* = q), a 1-pixel change reaches the output only through the coarse
+    # path; with it open (s = 1, q* = p + q) the change at that pixel is larger
+    x2 = x.clone()
+    x2[:, :, 16, 16] += 1.0
+
+    def change(bias: float) -> float:
+        with torch.no_grad():
+            G.skips["32"].fusion.bias.fill_(bias)
+            return (G(x2, noise_scale=0) - G(x, noise_scale=0))[:, :, 16, 16].abs().sum().item()
+
+    assert change(30.0) > change(-30.0) > 0
+    with pytest.raises(ValueError, match="num_skips"):
+        small(32, num_skips=3, full_res_skip=True)  # num_skips still counts 8 .. H/2 only

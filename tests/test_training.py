@@ -16,7 +16,7 @@ from facemend.cli import main
 from facemend.config import RunConfig, load_config
 from facemend.data import FaceFolder
 from facemend.models.generator import Generator
-from facemend.models.pretrained import from_pretrained
+from facemend.models.pretrained import WeightsError, from_pretrained
 from facemend.training.checkpoint import CheckpointError, TrainingState, load_checkpoint
 from facemend.training.loop import train
 
@@ -143,3 +143,53 @@ def test_torchrun_two_cpu_processes(faces: Path, tmp_path: Path) -> None:
     assert (out / "final" / "model.safetensors").is_file()
     # 3 steps x 2 processes x batch 2
     assert max(r.get("images", 0) for r in log) == 12
+
+
+def test_lr_factor_known_values() -> None:
+    from facemend.training.schedule import lr_factor
+
+    # steps 0..1000; the decay runs from step 400 to the last step, 1000
+    assert lr_factor(500, 1001, 0, 0.1) == 1.0  # no decay configured
+    assert lr_factor(399, 1001, 400, 0.1) == 1.0
+    assert lr_factor(400, 1001, 400, 0.1) == pytest.approx(1.0)
+    assert lr_factor(700, 1001, 400, 0.1) == pytest.approx(0.55)  # half way: (1 + final) / 2
+    # a quarter of the way: final + (1 - final) * (1 + cos(pi / 4)) / 2
+    assert lr_factor(550, 1001, 400, 0.0) == pytest.approx(0.8535534, abs=1e-6)
+    assert lr_factor(1000, 1001, 400, 0.1) == pytest.approx(0.1)
+    assert lr_factor(5000, 1001, 400, 0.1) == pytest.approx(0.1)
+
+
+def test_init_from_extends_a_smaller_model_and_lr_decays(faces: Path, tmp_path: Path) -> None:
+    base = cfg_with("train.steps=2", "train.alpha=0", "model.quantize=false")
+    first = train(base, [str(faces)], tmp_path / "a", progress=False)
+    # the same model plus the full-resolution skip, from `first`, with the learning rate decayed
+    # from step 1 to zero at step 3: steps 0 and 1 move the weights, step 2 must not
+    grown = cfg_with("train.steps=3", "train.alpha=0", "model.quantize=false",
+                     "model.full_res_skip=true", f"train.init_from={first}",
+                     "train.lr_decay_from=1", "train.lr_final_fraction=0")
+    assert grown.model.skip_resolutions == (8, 16, 32)
+    train(grown, [str(faces)], tmp_path / "b", progress=False, stop_at=2)
+    ckpt = load_file(tmp_path / "b" / "checkpoints" / "latest.safetensors")
+    start = load_file(first / "model.safetensors")
+    moved = [k for k in start if not torch.equal(ckpt[f"G/{k}"], start[k])]
+    assert moved, "steps 0-1 (lr at full value) changed nothing"
+    log = [json.loads(ln) for ln in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["lr_g"] for r in log if "lr_g" in r] == [base.train.lr_g] * 2
+    train(grown, [str(faces)], tmp_path / "b", progress=False, resume=True)
+    end = load_file(tmp_path / "b" / "checkpoints" / "latest.safetensors")
+    for k in start:  # step 2 ran at lr 0: G unchanged
+        assert torch.equal(end[f"G/{k}"], ckpt[f"G/{k}"]), k
+    assert any(k.startswith("G/skips.32.") for k in end)
+    log = [json.loads(ln) for ln in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["lr_g"] for r in log if "lr_g" in r] == [base.train.lr_g] * 2 + [0.0]
+
+
+def test_init_from_refuses_another_architecture(faces: Path, tmp_path: Path) -> None:
+    first = train(cfg_with("train.steps=1", "train.alpha=0"), [str(faces)], tmp_path / "a",
+                  progress=False)
+    wider = cfg_with("train.steps=1", "model.max_channels=16", f"train.init_from={first}")
+    with pytest.raises(WeightsError, match=r"model\.safetensors.*shape"):
+        train(wider, [str(faces)], tmp_path / "b", progress=False)
+    fewer = cfg_with("train.steps=1", "model.num_skips=1", f"train.init_from={first}")
+    with pytest.raises(WeightsError, match="does not have"):
+        train(fewer, [str(faces)], tmp_path / "c", progress=False)

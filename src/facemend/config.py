@@ -50,6 +50,10 @@ class ModelConfig:
     # facemend's addition (not in the paper): output x + G(x), so that a new or briefly trained
     # model starts from its input instead of from grey; for small CPU training budgets.
     residual: bool = False
+    # facemend's addition (not in the paper): one more skip at H itself, from the encoder's
+    # from_rgb features, so that the last decoder block sees the input at full resolution (the
+    # paper's skips stop at H/2; a 64 px model without it cannot denoise pixel by pixel).
+    full_res_skip: bool = False
     # Decoder upsampling: "bilinear" resize then 3x3 modulated conv (GFPGANv1Clean's choice), or
     # "transposed": StyleGAN2's own stride-2 transposed 3x3 modulated conv + [1,3,3,1] blur, which
     # runs its conv at the low resolution (a quarter of the multiply-adds).
@@ -79,8 +83,9 @@ class ModelConfig:
 
     @property
     def skip_resolutions(self) -> tuple[int, ...]:
-        """Resolutions that carry a skip connection, from 8x8 upward."""
-        return tuple(2 ** (3 + i) for i in range(self.num_skips))
+        """Resolutions that carry a skip connection, from 8x8 upward (then H if full_res_skip)."""
+        low = tuple(2 ** (3 + i) for i in range(self.num_skips))
+        return low + (self.resolution,) if self.full_res_skip else low
 
     def channels(self, res: int) -> int:
         """Generator feature width at a resolution (StyleGAN2's rule)."""
@@ -113,6 +118,8 @@ class TrainConfig:
     lr_d: float = 2e-3
     betas: tuple[float, float] = (0.0, 0.99)
     alpha: float = 0.1  # adversarial weight (eq. 7)
+    lr_decay_from: int = 0  # step where a half-cosine decay of both lrs starts; 0 = constant lr
+    lr_final_fraction: float = 0.1  # ... down to this fraction of lr_g / lr_d at train.steps
     adv_start_step: int = 0  # steps of reconstruction-only warm-up before the adversarial terms
     l1_weight: float = 1.0
     lambda_p: float = 1.0  # perceptual loss weight (VGG19 when weights are given)
@@ -132,6 +139,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: CUDA bf16 where available, else fp32
+    # a weights folder (facemend restore --weights format) to start G and its EMA from; the model
+    # may add modules to it (they start fresh); ignored on --resume. D always starts fresh.
+    init_from: str | None = None
     compile: bool = False  # torch.compile G and D for training (minutes to compile; long runs)
     log_every: int = 10
     sample_every: int = 500

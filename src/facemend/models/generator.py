@@ -5,7 +5,8 @@ by every modulated conv). Decoder: from the encoder's 4x4 feature, per resolutio
 modulated conv, [skip fusion], modulated conv, each followed by adaptive conditional noise, plus a
 ToRGB summed with the upsampled RGB of the previous resolution (StyleGAN2 skip generator).
 Skips (§3.1.1) at 8, 16, ... (num_skips of them): p = quantize(enc feature) (eq. 2) + noise (eq. 6),
-fused into the decoder feature q with LGF (eq. 4) or a baseline.
+fused into the decoder feature q with LGF (eq. 4) or a baseline; `full_res_skip` adds one at H
+(facemend's addition) from the encoder's fromRGB feature.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> Encoded:
         H = self.cfg.resolution
         assert_shape(x, [None, 3, H, H])
-        h = self.from_rgb(x)
-        skips: dict[int, torch.Tensor] = {}
+        h = self.from_rgb(x)  # (B, C_H, H, H)
+        skips: dict[int, torch.Tensor] = {H: h} if H in self.cfg.skip_resolutions else {}
         res = H  # a Python int, not h.shape[-1], which is a tensor while tracing (ONNX export)
         for block in self.blocks:
             h = block(h)

@@ -99,13 +99,9 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
-def from_pretrained(
-    folder: str | Path | None = None, device: str | torch.device = "cpu"
-) -> Generator:
-    """Rebuild G from `folder` (default: the bundled `weights/default`), in eval mode."""
-    folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
-    cfg = load_config_from_dir(folder)
-    wfile = folder / WEIGHTS_FILE
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights folder's `model.safetensors` (never unpickled)."""
+    wfile = Path(folder) / WEIGHTS_FILE
     if not wfile.is_file():
         raise WeightsError(f"{folder}: no {WEIGHTS_FILE}")
     try:
@@ -114,6 +110,38 @@ def from_pretrained(
         what = sniff_format(wfile)
         hint = f"; it looks like {what} (pickles are never loaded)" if what else ""
         raise WeightsError(f"{wfile}: not a readable safetensors file ({e}{hint})") from None
+    return state
+
+
+def from_pretrained(
+    folder: str | Path | None = None, device: str | torch.device = "cpu"
+) -> Generator:
+    """Rebuild G from `folder` (default: the bundled `weights/default`), in eval mode."""
+    folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
+    cfg = load_config_from_dir(folder)
+    state = read_weights(folder)
     model = Generator(cfg)
-    load_state_into(model, state, str(wfile))
+    load_state_into(model, state, str(Path(folder) / WEIGHTS_FILE))
     return model.eval().to(device)
+
+
+def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
+    """Start `model` from a weights folder whose architecture it extends; returns the names of
+    the tensors the folder lacks (they keep their fresh initialisation).
+
+    Every tensor in the folder must exist in `model` with the same shape: a model that only adds
+    modules (e.g. `full_res_skip`) can start from a smaller one, a different one cannot.
+    """
+    state = read_weights(folder)
+    source = str(Path(folder) / WEIGHTS_FILE)
+    expected = model.state_dict()
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise WeightsError(f"{source}: tensors the model does not have ({unexpected[:3]}); "
+                           "init_from needs the same architecture or a subset of it")
+    for name, t in state.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise WeightsError(f"{source}: tensor {name} has shape {tuple(t.shape)}, "
+                               f"expected {tuple(expected[name].shape)}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+    return sorted(set(expected) - set(state))

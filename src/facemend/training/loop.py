@@ -29,12 +29,12 @@ from facemend.data import FaceFolder, worker_context
 from facemend.losses import adversarial_d, adversarial_g, diff_augment, l1_loss, r1_penalty
 from facemend.models.discriminator import Discriminator
 from facemend.models.generator import Generator
-from facemend.models.pretrained import save_pretrained
+from facemend.models.pretrained import init_from_weights, save_pretrained
 from facemend.training import distributed as ddp
 from facemend.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from facemend.training.ema import ema_beta, update_ema
 from facemend.training.report import JsonlLog, plot_loss_curves, psnr_batch, save_grid
-from facemend.training.schedule import EpochIndexed, StepBatches, step_seed
+from facemend.training.schedule import EpochIndexed, StepBatches, lr_factor, step_seed
 
 CKPT = "checkpoints/latest.safetensors"
 
@@ -160,6 +160,11 @@ def train(
         say(dist, f"resumed from {ckpt} at step {state.step}")
     elif ckpt.exists():
         raise FileExistsError(f"{out}: already holds a run; use --resume or a new --out")
+    elif tc.init_from:
+        fresh = init_from_weights(G, tc.init_from)
+        G_ema.load_state_dict(G.state_dict())
+        say(dist, f"G and G_ema start from {tc.init_from}; {len(fresh)} new tensor(s) start fresh"
+            + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
 
     G_train: torch.nn.Module = G
     D_train: torch.nn.Module = D
@@ -202,6 +207,10 @@ def train(
         aug_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, dist.rank, 1))
         vq_gen = torch.Generator(device=dev).manual_seed(step_seed(tc.seed, step, 0, 2))
         adv = tc.alpha > 0 and step >= tc.adv_start_step  # G and D phases of eq. 7-8
+        lr_scale = lr_factor(step, tc.steps, tc.lr_decay_from, tc.lr_final_fraction)
+        for opt, lr in ((opt_g, tc.lr_g), (opt_d, tc.lr_d * r1_ratio)):
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_scale
 
         # Codebooks: EMA from ground-truth features only (eq. 3, first term). The buffers are
         # saved first so that a skipped (non-finite) step leaves no trace in them.
@@ -280,7 +289,8 @@ def train(
         if log is not None and (state.step % tc.log_every == 0 or state.step == last):
             now = time.perf_counter()
             rec = {"step": state.step, "images": state.images_seen,
-                   "images_per_s": round(n_last / max(now - t_last, 1e-9), 3)}
+                   "images_per_s": round(n_last / max(now - t_last, 1e-9), 3),
+                   "lr_g": opt_g.param_groups[0]["lr"]}
             rec.update({k: round(float(v.detach()), 6) for k, v in losses.items()})
             log.write(rec)
             t_last, n_last = now, 0

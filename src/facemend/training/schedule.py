@@ -1,7 +1,9 @@
-"""Which images each step sees: a pure function of (seed, step, rank), so resume is exact."""
+"""Which images each step sees, and the learning rate at each step: pure functions of the step
+(and seed, rank), so resume is exact."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -64,3 +66,12 @@ class EpochIndexed(Dataset):
 def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
     """A distinct, reproducible seed for one random stream at one step on one rank."""
     return (seed * 1_000_003 + step * 7919 + rank * 104_729 + stream * 15_485_863) % (2**63 - 1)
+
+
+def lr_factor(step: int, steps: int, decay_from: int, final: float) -> float:
+    """The learning-rate multiplier at `step`: 1 until `decay_from` (0 = never decay), then a half
+    cosine down to `final` at the last step (`steps` - 1), and `final` after that."""
+    if decay_from <= 0 or step < decay_from:
+        return 1.0
+    t = min(1.0, (step - decay_from) / max(1, steps - 1 - decay_from))
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
