@@ -17,7 +17,8 @@ GROUPS = {
         ("full, seed 1 (run-to-run noise)", "t3_full_seed1/eval")],
     "Number of skip connections (Figure 3), full model": [
         ("1 skip (8 px)", "skips_1/eval"), ("2 skips (8, 16 px)", "skips_2/eval"),
-        ("3 skips (8, 16, 32 px; the maximum at 64 px)", "t3_full/eval")],
+        ("3 skips (8, 16, 32 px; the paper's maximum at 64 px)", "t3_full/eval"),
+        ("3 skips + facemend's full-resolution skip (64 px)", "skips_3_full/eval")],
     "Adversarial weight alpha, full model": [
         ("alpha = 0.03", "alpha_0.03/eval"), ("alpha = 0.1", "t3_full/eval"),
         ("alpha = 0.3", "alpha_0.3/eval")],
