@@ -3,7 +3,9 @@
 Eq. 13 draws r in [1, 8] at every H; at H = 64 an r of 8 leaves an 8-pixel face. This reads a
 `facemend evaluate` test-set cache (manifest.json with each image's degradation parameters, bfr/,
 hq/), restores every BFR input with the given weights (noise_scale 0), and tabulates input vs
-restored PSNR and dlib identity distance per r bucket.
+restored PSNR and dlib identity distance per r bucket, beside a classical denoiser (OpenCV
+non-local means, h = 3, the best of 3 / 6 / 10 on the mildest bucket) and the inputs' noise level,
+to show how much of the input's error is noise that a generic filter could remove.
 Usage: python benchmarks/gain_by_scale.py --cache runs/eval-default/testset-celeba \
            --weights weights/default --out docs/gain_by_scale.md
 """
@@ -14,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facemend.evaluation.features import dlib_port_embedder
@@ -34,9 +37,11 @@ def main() -> None:
     files = json.loads((a.cache / "manifest.json").read_text())["files"]
     names = sorted(k.split("/", 1)[1] for k in files if k.startswith("bfr/"))
     scale = np.array([files[f"bfr/{n}"]["params"]["scale"] for n in names])
+    noise = np.array([files[f"bfr/{n}"]["params"]["noise"] for n in names])
     lq = [load_rgb(a.cache / "bfr" / n) for n in names]
     hq = [load_rgb(a.cache / "hq" / n) for n in names]
     out = model_restorer(a.weights, batch_size=32)("bfr", lq, lq, names)  # as `evaluate` does
+    nlm = [cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(x), None, 3, 3, 3, 9) for x in lq]
     embed = dlib_port_embedder()
     e_hq, e_lq, e_out = embed(hq), embed(lq), embed(out)
     rows = []
@@ -52,14 +57,18 @@ def main() -> None:
             "n": int(len(idx)),
             "psnr_input": float(psnr([lq[i] for i in idx], [hq[i] for i in idx]).mean()),
             "psnr_model": float(psnr([out[i] for i in idx], [hq[i] for i in idx]).mean()),
+            "psnr_nlm": float(psnr([nlm[i] for i in idx], [hq[i] for i in idx]).mean()),
+            "noise_mean": float(noise[idx].mean()),
             "id_input": float(np.linalg.norm(e_lq[idx] - e_hq[idx], axis=1).mean()),
             "id_model": float(np.linalg.norm(e_out[idx] - e_hq[idx], axis=1).mean()),
         })
-    lines = ["| r | face side (px) | images | PSNR input | PSNR model | gain (dB) | "
-             "ID-dist input | ID-dist model |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| r | face side (px) | images | mean noise δ | PSNR input | PSNR NLM | PSNR model | "
+             "gain (dB) | ID-dist input | ID-dist model |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['r']} | {r['face_px']} | {r['n']} | {r['psnr_input']:.2f} | "
-                     f"{r['psnr_model']:.2f} | {r['psnr_model'] - r['psnr_input']:+.2f} | "
+        lines.append(f"| {r['r']} | {r['face_px']} | {r['n']} | {r['noise_mean']:.1f} | "
+                     f"{r['psnr_input']:.2f} | {r['psnr_nlm']:.2f} | {r['psnr_model']:.2f} | "
+                     f"{r['psnr_model'] - r['psnr_input']:+.2f} | "
                      f"{r['id_input']:.3f} | {r['id_model']:.3f} |")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines) + "\n")
