@@ -52,7 +52,7 @@ class ModelConfig:
     residual: bool = False
     # facemend's addition (not in the paper): one more skip at H itself, from the encoder's
     # from_rgb features, so that the last decoder block sees the input at full resolution (the
-    # paper's skips stop at H/2; a 64 px model without it cannot denoise pixel by pixel).
+    # paper's skips stop at H/2). +0.22 dB in the 64 px ablation (docs/results.md).
     full_res_skip: bool = False
     # Decoder upsampling: "bilinear" resize then 3x3 modulated conv (GFPGANv1Clean's choice), or
     # "transposed": StyleGAN2's own stride-2 transposed 3x3 modulated conv + [1,3,3,1] blur, which
@@ -119,7 +119,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.99)
     alpha: float = 0.1  # adversarial weight (eq. 7)
     lr_decay_from: int = 0  # step where a half-cosine decay of both lrs starts; 0 = constant lr
-    lr_final_fraction: float = 0.1  # ... down to this fraction of lr_g / lr_d at train.steps
+    lr_final_fraction: float = 0.1  # ... down to this fraction of lr_g / lr_d at the last step
     adv_start_step: int = 0  # steps of reconstruction-only warm-up before the adversarial terms
     l1_weight: float = 1.0
     lambda_p: float = 1.0  # perceptual loss weight (VGG19 when weights are given)
