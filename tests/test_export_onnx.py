@@ -25,11 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-3
 
 
-@pytest.fixture(scope="module")
-def G() -> Generator:  # noqa: N802 - the paper's name for the generator
+# the paper's layout, and the shipped default's (full-resolution skip, residual output)
+VARIANTS = {"paper": [], "default-like": ["model.full_res_skip=true", "model.residual=true"]}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def G(request) -> Generator:  # noqa: N802 - the paper's name for the generator
     """Tiny G whose noise strengths are non-zero, so that the noise inputs matter."""
     torch.manual_seed(0)
-    g = Generator(load_config(RunConfig, REPO / "configs" / "tiny-32.yaml", []).model).eval()
+    cfg = load_config(RunConfig, REPO / "configs" / "tiny-32.yaml", VARIANTS[request.param])
+    g = Generator(cfg.model).eval()
     with torch.no_grad():
         for name, p in g.named_parameters():
             if name.endswith("strength"):
