@@ -188,8 +188,14 @@ def test_init_from_refuses_another_architecture(faces: Path, tmp_path: Path) -> 
     first = train(cfg_with("train.steps=1", "train.alpha=0"), [str(faces)], tmp_path / "a",
                   progress=False)
     wider = cfg_with("train.steps=1", "model.max_channels=16", f"train.init_from={first}")
-    with pytest.raises(WeightsError, match=r"model\.safetensors.*shape"):
+    with pytest.raises(WeightsError, match=r"model\.max_channels is 32, this run has 16"):
         train(wider, [str(faces)], tmp_path / "b", progress=False)
     fewer = cfg_with("train.steps=1", "model.num_skips=1", f"train.init_from={first}")
     with pytest.raises(WeightsError, match="does not have"):
         train(fewer, [str(faces)], tmp_path / "c", progress=False)
+    # same tensors, other meaning: the residual output and the upsampling keep every shape
+    for change, key in (("model.residual=true", "residual"), ("model.upsample=transposed",
+                                                              "upsample")):
+        other = cfg_with("train.steps=1", change, f"train.init_from={first}")
+        with pytest.raises(WeightsError, match=rf"config\.json: model\.{key} is"):
+            train(other, [str(faces)], tmp_path / key, progress=False)

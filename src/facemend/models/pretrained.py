@@ -26,6 +26,8 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "default"
+# ModelConfig fields in which `init_from_weights` lets the new model differ from the folder's
+GROWABLE = ("full_res_skip", "num_skips", "d_channel_base", "d_max_channels", "mbstd_group")
 
 
 class WeightsError(ValueError):
@@ -129,9 +131,17 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
     """Start `model` from a weights folder whose architecture it extends; returns the names of
     the tensors the folder lacks (they keep their fresh initialisation).
 
-    Every tensor in the folder must exist in `model` with the same shape: a model that only adds
-    modules (e.g. `full_res_skip`) can start from a smaller one, a different one cannot.
+    Every tensor in the folder must exist in `model` with the same shape, and the two configs may
+    differ only in what adds modules (`full_res_skip`, more `num_skips`) or concerns D: a model
+    that only adds modules can start from a smaller one, a different one cannot.
     """
+    saved = to_dict(load_config_from_dir(folder))
+    wanted = to_dict(model.cfg)
+    for key in sorted(wanted):
+        if key in GROWABLE or saved.get(key) == wanted[key]:
+            continue
+        raise WeightsError(f"{Path(folder) / CONFIG_FILE}: model.{key} is {saved.get(key)!r}, "
+                           f"this run has {wanted[key]!r}; init_from needs the same value")
     state = read_weights(folder)
     source = str(Path(folder) / WEIGHTS_FILE)
     expected = model.state_dict()
