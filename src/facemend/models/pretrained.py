@@ -92,13 +92,23 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise WeightsError(f"{source}: tensors do not match the config ({what})")
+    _copy_checked(model, expected, state, source)
+
+
+def _copy_checked(
+    model: torch.nn.Module, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+    source: str,
+) -> None:
+    """Copy `state` (names already checked: a subset of `expected`, model.state_dict()) into
+    `model` after checking every shape; tensors `state` lacks keep their values."""
     for name, ref in expected.items():
-        if tuple(state[name].shape) != tuple(ref.shape):
+        if name in state and tuple(state[name].shape) != tuple(ref.shape):
             raise WeightsError(
                 f"{source}: tensor {name} has shape {tuple(state[name].shape)}, "
                 f"expected {tuple(ref.shape)}"
             )
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    # names were checked by the caller; strict=False lets a subset keep the rest
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
 
 
 def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -149,9 +159,5 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
     if unexpected:
         raise WeightsError(f"{source}: tensors the model does not have ({unexpected[:3]}); "
                            "init_from needs the same architecture or a subset of it")
-    for name, t in state.items():
-        if tuple(t.shape) != tuple(expected[name].shape):
-            raise WeightsError(f"{source}: tensor {name} has shape {tuple(t.shape)}, "
-                               f"expected {tuple(expected[name].shape)}")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+    _copy_checked(model, expected, state, source)
     return sorted(set(expected) - set(state))
