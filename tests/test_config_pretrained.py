@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from facemend.config import (
     ConfigError,
@@ -17,7 +19,12 @@ from facemend.config import (
     to_json,
 )
 from facemend.models.generator import Generator
-from facemend.models.pretrained import WeightsError, from_pretrained, save_pretrained
+from facemend.models.pretrained import (
+    WeightsError,
+    from_pretrained,
+    init_from_weights,
+    save_pretrained,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,3 +119,34 @@ def test_load_validates_version_shapes_and_files(tmp_path: Path) -> None:
         from_pretrained(tmp_path / "w")
     with pytest.raises(WeightsError, match="no config.json"):
         from_pretrained(tmp_path / "missing")
+
+
+def test_init_from_grows_the_resolution(tmp_path: Path) -> None:
+    small = ModelConfig(resolution=32, channel_base=256, max_channels=32, latent_dim=32,
+                        num_skips=2, full_res_skip=True, quantize=False)
+    torch.manual_seed(0)
+    save_pretrained(Generator(small), tmp_path / "w32")
+    src = load_file(tmp_path / "w32" / "model.safetensors")
+    big = Generator(dataclasses.replace(small, resolution=64, num_skips=3))
+    fresh = init_from_weights(big, tmp_path / "w32")
+    got = big.state_dict()
+    # encoder block i (32 -> 16 ...) is block i + 1 of the 64 px model (64 -> 32 is the new one)
+    for i in range(3):
+        assert torch.equal(got[f"encoder.blocks.{i + 1}.conv0.weight"],
+                           src[f"encoder.blocks.{i}.conv0.weight"])
+    # the decoder counts from 4x4 up and the skips are named by resolution: same names
+    for name in ("to_z.weight", "conv4.weight"):
+        assert torch.equal(got[f"encoder.{name}"], src[f"encoder.{name}"])
+    for name in ("layers.2.conv.weight", "rgbs.2.conv.weight", "skips.32.fusion.weight",
+                 "mapping.0.weight", "layer4.conv.weight"):
+        assert torch.equal(got[name], src[name]), name
+    assert {n.split(".")[0] + "." + n.split(".")[1] for n in fresh} == {
+        "encoder.from_rgb", "encoder.blocks", "layers.3", "up_layers.3", "rgbs.3", "skips.64"}
+    assert not torch.equal(got["encoder.from_rgb.weight"][:8], src["encoder.from_rgb.weight"])
+    assert big(torch.randn(1, 3, 64, 64), noise_scale=0).shape == (1, 3, 64, 64)
+    # a skip the larger model lacks, a non-power-of-two or a smaller resolution: refused
+    with pytest.raises(WeightsError, match="does not have"):
+        init_from_weights(Generator(dataclasses.replace(small, resolution=64)), tmp_path / "w32")
+    save_pretrained(big, tmp_path / "w64")
+    with pytest.raises(WeightsError, match=r"model\.resolution is 64, this run has 32"):
+        init_from_weights(Generator(small), tmp_path / "w64")

@@ -142,17 +142,27 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
     the tensors the folder lacks (they keep their fresh initialisation).
 
     Every tensor in the folder must exist in `model` with the same shape, and the two configs may
-    differ only in what adds modules (`full_res_skip`, more `num_skips`) or concerns D: a model
-    that only adds modules can start from a smaller one, a different one cannot.
+    differ only in what adds modules (`full_res_skip`, more `num_skips`, a `resolution` 2^k times
+    larger) or concerns D: a model that only adds modules can start from a smaller one, a
+    different one cannot. Growing the resolution adds k encoder blocks and decoder levels on top;
+    the smaller model's encoder blocks move down k places and its fromRGB layer is dropped (the
+    larger model's feature at the old H comes from its new top block).
     """
     saved = to_dict(load_config_from_dir(folder))
     wanted = to_dict(model.cfg)
+    where = Path(folder) / CONFIG_FILE
     for key in sorted(wanted):
-        if key in GROWABLE or saved.get(key) == wanted[key]:
+        if key in GROWABLE or key == "resolution" or saved.get(key) == wanted[key]:
             continue
-        raise WeightsError(f"{Path(folder) / CONFIG_FILE}: model.{key} is {saved.get(key)!r}, "
+        raise WeightsError(f"{where}: model.{key} is {saved.get(key)!r}, "
                            f"this run has {wanted[key]!r}; init_from needs the same value")
+    grow = wanted["resolution"] // saved["resolution"]
+    if grow < 1 or grow * saved["resolution"] != wanted["resolution"] or grow & (grow - 1):
+        raise WeightsError(f"{where}: model.resolution is {saved['resolution']}, this run has "
+                           f"{wanted['resolution']}; init_from needs the same or 2^k times it")
     state = read_weights(folder)
+    if grow > 1:
+        state = _shift_encoder(state, grow.bit_length() - 1)
     source = str(Path(folder) / WEIGHTS_FILE)
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
@@ -161,3 +171,18 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
                            "init_from needs the same architecture or a subset of it")
     _copy_checked(model, expected, state, source)
     return sorted(set(expected) - set(state))
+
+
+def _shift_encoder(state: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
+    """A smaller G's tensors renamed for a G with `levels` more resolutions: encoder block i
+    becomes block i + levels, fromRGB is dropped; the decoder's names count from 4x4 up and
+    the skips are named by resolution, so they keep their names."""
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        if name.startswith("encoder.from_rgb."):
+            continue
+        if name.startswith("encoder.blocks."):
+            index, rest = name.removeprefix("encoder.blocks.").split(".", 1)
+            name = f"encoder.blocks.{int(index) + levels}.{rest}"
+        out[name] = t
+    return out
