@@ -5,7 +5,9 @@ Eq. 13 draws r in [1, 8] at every H; at H = 64 an r of 8 leaves an 8-pixel face.
 hq/), restores every BFR input with the given weights (noise_scale 0), and tabulates input vs
 restored PSNR and dlib identity distance per r bucket, beside a classical denoiser (OpenCV
 non-local means, h = 3, the best of 3 / 6 / 10 on the mildest bucket) and the inputs' noise level,
-to show how much of the input's error is noise that a generic filter could remove.
+to show how much of the input's error is noise that a generic filter could remove; with
+`--other WEIGHTS`, a second model's PSNR and identity distance too (restored at its own
+resolution, resized with Lanczos as `evaluate` does).
 Usage: python benchmarks/gain_by_scale.py --cache runs/eval-default/testset-celeba \
            --weights weights/default --out docs/gain_by_scale.md
 """
@@ -33,6 +35,7 @@ def main() -> None:
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--weights", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Markdown table; JSON next to it")
+    p.add_argument("--other", type=Path, default=None, help="a second weights folder")
     a = p.parse_args()
     files = json.loads((a.cache / "manifest.json").read_text())["files"]
     names = sorted(k.split("/", 1)[1] for k in files if k.startswith("bfr/"))
@@ -44,6 +47,8 @@ def main() -> None:
     nlm = [cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(x), None, 3, 3, 3, 9) for x in lq]
     embed = dlib_port_embedder()
     e_hq, e_lq, e_out = embed(hq), embed(lq), embed(out)
+    other = model_restorer(a.other, batch_size=32)("bfr", lq, lq, names) if a.other else None
+    e_other = embed(other) if other else None
     rows = []
     for lo, hi in zip(EDGES[:-1], EDGES[1:]):
         m = (scale >= lo) & (scale < hi)
@@ -62,6 +67,10 @@ def main() -> None:
             "id_input": float(np.linalg.norm(e_lq[idx] - e_hq[idx], axis=1).mean()),
             "id_model": float(np.linalg.norm(e_out[idx] - e_hq[idx], axis=1).mean()),
         })
+        if other:
+            rows[-1]["psnr_other"] = float(psnr([other[i] for i in idx],
+                                                [hq[i] for i in idx]).mean())
+            rows[-1]["id_other"] = float(np.linalg.norm(e_other[idx] - e_hq[idx], axis=1).mean())
     lines = ["| r | face side (px) | images | mean noise δ | PSNR input | PSNR NLM | PSNR model | "
              "gain (dB) | ID-dist input | ID-dist model |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -70,10 +79,16 @@ def main() -> None:
                      f"{r['psnr_input']:.2f} | {r['psnr_nlm']:.2f} | {r['psnr_model']:.2f} | "
                      f"{r['psnr_model'] - r['psnr_input']:+.2f} | "
                      f"{r['id_input']:.3f} | {r['id_model']:.3f} |")
+    if other:
+        lines[0] += f" PSNR {a.other.name} | ID-dist {a.other.name} |"
+        lines[1] += "---|---|"
+        for k, r in enumerate(rows, start=2):
+            lines[k] += f" {r['psnr_other']:.2f} | {r['id_other']:.3f} |"
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines) + "\n")
     a.out.with_suffix(".json").write_text(json.dumps(
-        {"cache": str(a.cache), "weights": str(a.weights), "rows": rows}, indent=2) + "\n")
+        {"cache": str(a.cache), "weights": str(a.weights),
+         "other": str(a.other) if a.other else None, "rows": rows}, indent=2) + "\n")
     print("\n".join(lines))
 
 
