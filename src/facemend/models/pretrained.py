@@ -156,13 +156,13 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
             continue
         raise WeightsError(f"{where}: model.{key} is {saved.get(key)!r}, "
                            f"this run has {wanted[key]!r}; init_from needs the same value")
-    grow = wanted["resolution"] // saved["resolution"]
-    if grow < 1 or grow * saved["resolution"] != wanted["resolution"] or grow & (grow - 1):
+    if wanted["resolution"] < saved["resolution"]:  # both are powers of two (ModelConfig)
         raise WeightsError(f"{where}: model.resolution is {saved['resolution']}, this run has "
-                           f"{wanted['resolution']}; init_from needs the same or 2^k times it")
+                           f"{wanted['resolution']}; init_from needs the same or a larger one")
     state = read_weights(folder)
-    if grow > 1:
-        state = _shift_encoder(state, grow.bit_length() - 1)
+    levels = (wanted["resolution"] // saved["resolution"]).bit_length() - 1
+    if levels:
+        state = _shift_encoder(state, levels)
     source = str(Path(folder) / WEIGHTS_FILE)
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
