@@ -7,7 +7,8 @@ restored PSNR and dlib identity distance per r bucket, beside a classical denois
 non-local means, h = 3, the best of 3 / 6 / 10 on the mildest bucket) and the inputs' noise level,
 to show how much of the input's error is noise that a generic filter could remove; with
 `--other WEIGHTS`, a second model's PSNR and identity distance too (restored at its own
-resolution, resized with Lanczos as `evaluate` does).
+resolution, resized with Lanczos as `evaluate` does); with `--jpeg Q`, the inputs are made again
+from the ground truth with each image's parameters but JPEG quality Q (noise redrawn, seed 0).
 Usage: python benchmarks/gain_by_scale.py --cache runs/eval-default/testset-celeba \
            --weights weights/default --out docs/gain_by_scale.md
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facemend.degradations import DegradationParams, degrade_with
 from facemend.evaluation.features import dlib_port_embedder
 from facemend.evaluation.methods import model_restorer
 from facemend.io import load_rgb
@@ -36,13 +38,19 @@ def main() -> None:
     p.add_argument("--weights", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Markdown table; JSON next to it")
     p.add_argument("--other", type=Path, default=None, help="a second weights folder")
+    p.add_argument("--jpeg", type=int, default=None, help="redo the inputs at this JPEG quality")
     a = p.parse_args()
     files = json.loads((a.cache / "manifest.json").read_text())["files"]
     names = sorted(k.split("/", 1)[1] for k in files if k.startswith("bfr/"))
     scale = np.array([files[f"bfr/{n}"]["params"]["scale"] for n in names])
     noise = np.array([files[f"bfr/{n}"]["params"]["noise"] for n in names])
-    lq = [load_rgb(a.cache / "bfr" / n) for n in names]
     hq = [load_rgb(a.cache / "hq" / n) for n in names]
+    if a.jpeg is None:
+        lq = [load_rgb(a.cache / "bfr" / n) for n in names]
+    else:
+        rng = np.random.default_rng(0)
+        lq = [degrade_with(y, DegradationParams(**{**files[f"bfr/{n}"]["params"], "jpeg": a.jpeg}),
+                           rng) for y, n in zip(hq, names)]
     out = model_restorer(a.weights, batch_size=32)("bfr", lq, lq, names)  # as `evaluate` does
     nlm = [cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(x), None, 3, 3, 3, 9) for x in lq]
     embed = dlib_port_embedder()
@@ -88,7 +96,8 @@ def main() -> None:
     a.out.write_text("\n".join(lines) + "\n")
     a.out.with_suffix(".json").write_text(json.dumps(
         {"cache": str(a.cache), "weights": str(a.weights),
-         "other": str(a.other) if a.other else None, "rows": rows}, indent=2) + "\n")
+         "other": str(a.other) if a.other else None, "jpeg": a.jpeg, "rows": rows},
+        indent=2) + "\n")
     print("\n".join(lines))
 
 
