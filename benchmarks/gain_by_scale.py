@@ -31,6 +31,16 @@ from facemend.metrics.psnr_ssim import psnr
 EDGES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0001)
 
 
+def _mean_psnr(images: list[np.ndarray], hq: list[np.ndarray], idx: np.ndarray) -> float:
+    """Mean per-image PSNR (dB) of images[idx] against hq[idx]."""
+    return float(psnr([images[i] for i in idx], [hq[i] for i in idx]).mean())
+
+
+def _mean_id_dist(e: np.ndarray, e_hq: np.ndarray, idx: np.ndarray) -> float:
+    """Mean embedding distance (N, D) rows idx of e to those of e_hq."""
+    return float(np.linalg.norm(e[idx] - e_hq[idx], axis=1).mean())
+
+
 def main() -> None:
     """Tabulate per-r-bucket PSNR and identity distance of the input and of the model."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,7 +66,7 @@ def main() -> None:
     embed = dlib_port_embedder()
     e_hq, e_lq, e_out = embed(hq), embed(lq), embed(out)
     other = model_restorer(a.other, batch_size=32)("bfr", lq, lq, names) if a.other else None
-    e_other = embed(other) if other else None
+    e_other = embed(other) if other is not None else None
     rows = []
     for lo, hi in zip(EDGES[:-1], EDGES[1:]):
         m = (scale >= lo) & (scale < hi)
@@ -68,17 +78,16 @@ def main() -> None:
             "r": f"[{lo:g}, {min(hi, 8):g}{']' if hi > 8 else ')'}",
             "face_px": f"{side / hi:.0f}-{side / lo:.0f}",
             "n": int(len(idx)),
-            "psnr_input": float(psnr([lq[i] for i in idx], [hq[i] for i in idx]).mean()),
-            "psnr_model": float(psnr([out[i] for i in idx], [hq[i] for i in idx]).mean()),
-            "psnr_nlm": float(psnr([nlm[i] for i in idx], [hq[i] for i in idx]).mean()),
+            "psnr_input": _mean_psnr(lq, hq, idx),
+            "psnr_model": _mean_psnr(out, hq, idx),
+            "psnr_nlm": _mean_psnr(nlm, hq, idx),
             "noise_mean": float(noise[idx].mean()),
-            "id_input": float(np.linalg.norm(e_lq[idx] - e_hq[idx], axis=1).mean()),
-            "id_model": float(np.linalg.norm(e_out[idx] - e_hq[idx], axis=1).mean()),
+            "id_input": _mean_id_dist(e_lq, e_hq, idx),
+            "id_model": _mean_id_dist(e_out, e_hq, idx),
         })
-        if other:
-            rows[-1]["psnr_other"] = float(psnr([other[i] for i in idx],
-                                                [hq[i] for i in idx]).mean())
-            rows[-1]["id_other"] = float(np.linalg.norm(e_other[idx] - e_hq[idx], axis=1).mean())
+        if other is not None:
+            rows[-1]["psnr_other"] = _mean_psnr(other, hq, idx)
+            rows[-1]["id_other"] = _mean_id_dist(e_other, e_hq, idx)
     lines = ["| r | face side (px) | images | mean noise δ | PSNR input | PSNR NLM | PSNR model | "
              "gain (dB) | ID-dist input | ID-dist model |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -87,7 +96,7 @@ def main() -> None:
                      f"{r['psnr_input']:.2f} | {r['psnr_nlm']:.2f} | {r['psnr_model']:.2f} | "
                      f"{r['psnr_model'] - r['psnr_input']:+.2f} | "
                      f"{r['id_input']:.3f} | {r['id_model']:.3f} |")
-    if other:
+    if other is not None:
         lines[0] += f" PSNR {a.other.name} | ID-dist {a.other.name} |"
         lines[1] += "---|---|"
         for k, r in enumerate(rows, start=2):
