@@ -199,3 +199,23 @@ def test_init_from_refuses_another_architecture(faces: Path, tmp_path: Path) -> 
         other = cfg_with("train.steps=1", change, f"train.init_from={first}")
         with pytest.raises(WeightsError, match=rf"config\.json: model\.{key} is"):
             train(other, [str(faces)], tmp_path / key, progress=False)
+
+
+@pytest.mark.parametrize("face_weight, expected", [
+    (0.1, "dlib face-feature loss stands in"),
+    (0.0, "no perceptual loss is used"),
+])
+def test_missing_vgg19_note_says_what_replaces_it(
+    face_weight: float, expected: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without VGG19 weights the note names the stand-in only when its weight is positive."""
+    from facemend.training.distributed import Dist
+    from facemend.training.loop import build_perceptual
+
+    monkeypatch.delenv("FACEMEND_VGG19", raising=False)
+    cfg = load_config(RunConfig, None, [f"train.face_perceptual_weight={face_weight}"])
+    dist = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+    assert build_perceptual(cfg, dist.device, dist) is None
+    err = capsys.readouterr().err
+    assert "VGG perceptual term is off" in err and expected in err

@@ -64,9 +64,11 @@ def build_perceptual(cfg: RunConfig, device: torch.device, dist: ddp.Dist):
     if cfg.train.lambda_p <= 0:
         return None
     if not path:
+        instead = ("the offline dlib face-feature loss stands in (train.face_perceptual_weight)"
+                   if cfg.train.face_perceptual_weight > 0 else
+                   "train.face_perceptual_weight is 0 too, so no perceptual loss is used")
         say(dist, "note: no VGG19 weights (train.vgg19_weights or FACEMEND_VGG19 -> "
-                  "vgg19-dcbb9e9d.pth): the VGG perceptual term is off; the offline dlib "
-                  "face-feature loss stands in (train.face_perceptual_weight)")
+                  f"vgg19-dcbb9e9d.pth): the VGG perceptual term is off; {instead}")
         return None
     from facemend.losses import PerceptualLoss
     from facemend.vgg19 import load_vgg19
