@@ -87,3 +87,18 @@ def test_memory_6000x4000_30_faces_at_512_within_4gb() -> None:
     r = memory.restore_in_child("paper-512", torch.get_num_threads())
     assert r["faces_restored"] == 30, r
     assert r["peak_rss_mb"] < 4096, r
+
+
+def test_bench_names_project_weights_relative_and_others_as_given(tmp_path: Path) -> None:
+    """Reports name the shipped weights `weights/default`, not this machine's absolute path."""
+    import shutil
+
+    from facemend.bench.models import build_facemend
+    from facemend.models.pretrained import DEFAULT_WEIGHTS
+
+    _, source = build_facemend("default")
+    assert source == "weights weights/default"
+    outside = tmp_path / "mine"
+    shutil.copytree(DEFAULT_WEIGHTS, outside)
+    _, source = build_facemend("default", weights=str(outside))
+    assert source == f"weights {outside.resolve()}"

@@ -64,7 +64,10 @@ def build_facemend(
 
         folder = Path(weights) if weights else DEFAULT_WEIGHTS
         if (folder / CONFIG_FILE).is_file():
-            return from_pretrained(folder), f"weights {folder}"
+            root = DEFAULT_WEIGHTS.parents[1]  # the project, so reports name it as `weights/...`
+            shown = folder.resolve()
+            shown = shown.relative_to(root) if shown.is_relative_to(root) else shown
+            return from_pretrained(folder), f"weights {shown}"
         cfg_path = Path(config) if config else CONFIGS / "default-64.yaml"
         torch.manual_seed(0)
         return (Generator(model_config(cfg_path)).eval(),
