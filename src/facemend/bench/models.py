@@ -64,9 +64,8 @@ def build_facemend(
 
         folder = Path(weights) if weights else DEFAULT_WEIGHTS
         if (folder / CONFIG_FILE).is_file():
-            root = DEFAULT_WEIGHTS.parents[1]  # the project, so reports name it as `weights/...`
-            shown = folder.resolve()
-            shown = shown.relative_to(root) if shown.is_relative_to(root) else shown
+            shown = folder.resolve()  # inside the project: reported as `weights/...`
+            shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
             return from_pretrained(folder), f"weights {shown}"
         cfg_path = Path(config) if config else CONFIGS / "default-64.yaml"
         torch.manual_seed(0)
