@@ -22,20 +22,20 @@ import torch
 
 from facemend.config import DegradationConfig
 from facemend.data import FaceFolder
+from facemend.io import to_uint8
 from facemend.metrics.psnr_ssim import psnr
+from facemend.models.generator import Generator
 from facemend.models.pretrained import from_pretrained
 
 
 def _uint8(x: torch.Tensor) -> list[np.ndarray]:
-    """(B, 3, H, W) in [-1, 1] -> B arrays (H, W, 3) uint8, rounded as `evaluate` does."""
-    y = ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return list(y.permute(0, 2, 3, 1).numpy())
+    """(B, 3, H, W) in [-1, 1] -> B arrays (H, W, 3) uint8."""
+    return [to_uint8(t) for t in x]
 
 
-def split_gain(weights: Path, data: list[str], split: str, n: int, seed: int,
+def split_gain(G: Generator, data: list[str], split: str, n: int, seed: int,
                val_fraction: float) -> dict[str, float]:
     """Mean PSNR of eq. 13 inputs and of the model's outputs on n faces of one split."""
-    G = from_pretrained(weights).eval()
     H = int(G.cfg.resolution)
     ds = FaceFolder(data, H, degradation=DegradationConfig(), seed=seed, flip=False,
                     split=split, val_fraction=val_fraction)  # type: ignore[arg-type]
@@ -64,8 +64,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     rows = []
     for w in a.weights:
+        G = from_pretrained(w).eval()
         for split in ("train", "val"):
-            r = split_gain(w, a.data, split, a.n, a.seed, a.val_fraction)
+            r = split_gain(G, a.data, split, a.n, a.seed, a.val_fraction)
             rows.append({"weights": str(w), "split": split, **r})
     lines = ["| weights | split | images | PSNR input | PSNR model | gain (dB) |",
              "|---|---|---:|---:|---:|---:|"]
