@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,16 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from facemend.degradations import jpeg_compress
 from facemend.evaluation.features import dlib_port_embedder
 from facemend.io import load_rgb
 from facemend.metrics.psnr_ssim import psnr
-
-
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    """(H, W, 3) uint8 through a Pillow JPEG encode / decode at `quality`."""
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def down_up(img: np.ndarray, r: int) -> np.ndarray:
@@ -68,8 +61,8 @@ def main() -> None:
         ("a photo of another identity (5th percentile)", float(np.percentile(d[other], 5)), None),
     ]
     clean: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [
-        ("JPEG q = 90", lambda x: jpeg(x, 90)),
-        ("JPEG q = 60", lambda x: jpeg(x, 60)),
+        ("JPEG q = 90", lambda x: jpeg_compress(x, 90)),  # eq. 13's JPEG
+        ("JPEG q = 60", lambda x: jpeg_compress(x, 60)),
         ("bicubic down / up x2", lambda x: down_up(x, 2)),
         ("bicubic down / up x4", lambda x: down_up(x, 4)),
         ("bicubic down / up x8", lambda x: down_up(x, 8)),
