@@ -150,3 +150,37 @@ def test_init_from_grows_the_resolution(tmp_path: Path) -> None:
     save_pretrained(big, tmp_path / "w64")
     with pytest.raises(WeightsError, match=r"model\.resolution is 64, this run has 32"):
         init_from_weights(Generator(small), tmp_path / "w64")
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "transposed"])
+def test_init_from_widens_without_changing_the_function(tmp_path: Path, upsample: str) -> None:
+    narrow = ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=32,
+                         num_skips=2, full_res_skip=True, quantize=False, residual=False,
+                         upsample=upsample)
+    torch.manual_seed(0)
+    G = Generator(narrow)
+    with torch.no_grad():  # fresh biases and noise strengths are 0: give them values to keep
+        for p in G.parameters():
+            if p.ndim == 1:
+                p.add_(0.3 * torch.randn_like(p))
+    save_pretrained(G, tmp_path / "narrow")
+    # every resolution wider (16 -> 32 channels at 4-16 px, 8 -> 16 at 32 px)
+    wide = Generator(dataclasses.replace(narrow, channel_base=512, max_channels=32))
+    assert wide.cfg.channels(32) == 16 and narrow.channels(32) == 8
+    fresh = init_from_weights(wide, tmp_path / "narrow")
+    assert fresh == []  # every tensor was widened or copied, none is wholly new
+    x = torch.randn(3, 3, 32, 32)
+    for batch in (x, x[:1]):  # the batched and the folded single-sample conv paths
+        torch.testing.assert_close(wide(batch, noise_scale=0), G(batch, noise_scale=0),
+                                   rtol=1e-4, atol=1e-5)
+    w = wide.layers[0].conv.weight  # 8 px: (32, 32, 3, 3) from (16, 16, 3, 3)
+    assert w[:16, 16:].abs().sum() == 0 and w[16:].abs().sum() > 0  # new inputs unread, new rows
+    # narrower anywhere, or codebooks (not widened exactly), is refused
+    with pytest.raises(WeightsError, match=r"model\.max_channels is 16, this run has 8; "
+                                           r"init_from needs the same value or"):
+        init_from_weights(Generator(dataclasses.replace(narrow, max_channels=8)),
+                          tmp_path / "narrow")
+    save_pretrained(Generator(dataclasses.replace(narrow, quantize=True)), tmp_path / "vq")
+    with pytest.raises(WeightsError, match=r"model\.channel_base is 256"):
+        init_from_weights(Generator(dataclasses.replace(narrow, quantize=True, channel_base=512,
+                                                        max_channels=32)), tmp_path / "vq")

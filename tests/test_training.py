@@ -187,9 +187,9 @@ def test_init_from_extends_a_smaller_model_and_lr_decays(faces: Path, tmp_path: 
 def test_init_from_refuses_another_architecture(faces: Path, tmp_path: Path) -> None:
     first = train(cfg_with("train.steps=1", "train.alpha=0"), [str(faces)], tmp_path / "a",
                   progress=False)
-    wider = cfg_with("train.steps=1", "model.max_channels=16", f"train.init_from={first}")
+    narrower = cfg_with("train.steps=1", "model.max_channels=16", f"train.init_from={first}")
     with pytest.raises(WeightsError, match=r"model\.max_channels is 32, this run has 16"):
-        train(wider, [str(faces)], tmp_path / "b", progress=False)
+        train(narrower, [str(faces)], tmp_path / "b", progress=False)
     fewer = cfg_with("train.steps=1", "model.num_skips=1", f"train.init_from={first}")
     with pytest.raises(WeightsError, match="does not have"):
         train(fewer, [str(faces)], tmp_path / "c", progress=False)
