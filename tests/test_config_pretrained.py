@@ -128,7 +128,8 @@ def test_init_from_grows_the_resolution(tmp_path: Path) -> None:
     save_pretrained(Generator(small), tmp_path / "w32")
     src = load_file(tmp_path / "w32" / "model.safetensors")
     big = Generator(dataclasses.replace(small, resolution=64, num_skips=3))
-    fresh = init_from_weights(big, tmp_path / "w32")
+    fresh, widened = init_from_weights(big, tmp_path / "w32")
+    assert widened == []
     got = big.state_dict()
     # encoder block i (32 -> 16 ...) is block i + 1 of the 64 px model (64 -> 32 is the new one)
     for i in range(3):
@@ -167,8 +168,10 @@ def test_init_from_widens_without_changing_the_function(tmp_path: Path, upsample
     # every resolution wider (16 -> 32 channels at 4-16 px, 8 -> 16 at 32 px)
     wide = Generator(dataclasses.replace(narrow, channel_base=512, max_channels=32))
     assert wide.cfg.channels(32) == 16 and narrow.channels(32) == 8
-    fresh = init_from_weights(wide, tmp_path / "narrow")
+    fresh, widened = init_from_weights(wide, tmp_path / "narrow")
     assert fresh == []  # every tensor was widened or copied, none is wholly new
+    assert "encoder.to_z.weight" in widened and "layers.0.conv.weight" in widened
+    assert "mapping.0.weight" not in widened  # the latent keeps its width
     x = torch.randn(3, 3, 32, 32)
     for batch in (x, x[:1]):  # the batched and the folded single-sample conv paths
         torch.testing.assert_close(wide(batch, noise_scale=0), G(batch, noise_scale=0),

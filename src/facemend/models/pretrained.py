@@ -141,9 +141,9 @@ def from_pretrained(
     return model.eval().to(device)
 
 
-def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
+def init_from_weights(model: Generator, folder: str | Path) -> tuple[list[str], list[str]]:
     """Start `model` from a weights folder whose architecture it extends; returns the names of
-    the tensors the folder lacks (they keep their fresh initialisation).
+    the tensors the folder lacks (they keep their fresh initialisation) and of those widened.
 
     Every tensor in the folder must exist in `model` with the same shape, and the two configs may
     differ only in what adds modules (`full_res_skip`, more `num_skips`, a `resolution` 2^k times
@@ -151,7 +151,7 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
     smaller one, a different one cannot. Growing the resolution adds k encoder blocks and decoder
     levels on top; the smaller model's encoder blocks move down k places and its fromRGB layer is
     dropped (the larger model's feature at the old H comes from its new top block). Widening
-    keeps the function exactly (`_widen`); widened tensors are not listed as fresh.
+    keeps the function exactly (`_widen`).
     """
     small = load_config_from_dir(folder)
     saved, wanted = to_dict(small), to_dict(model.cfg)
@@ -180,8 +180,10 @@ def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
     if unexpected:
         raise WeightsError(f"{source}: tensors the model does not have ({unexpected[:3]}); "
                            "init_from needs the same architecture or a subset of it")
-    _copy_checked(model, expected, _widen(model, state), source)
-    return sorted(set(expected) - set(state))
+    widened = _widen(model, state)
+    _copy_checked(model, expected, widened, source)
+    grown = [k for k, t in state.items() if widened[k] is not t]
+    return sorted(set(expected) - set(state)), sorted(grown)
 
 
 def _widen(model: Generator, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -163,10 +163,11 @@ def train(
     elif ckpt.exists():
         raise FileExistsError(f"{out}: already holds a run; use --resume or a new --out")
     elif tc.init_from:
-        fresh = init_from_weights(G, tc.init_from)
+        fresh, widened = init_from_weights(G, tc.init_from)
         G_ema.load_state_dict(G.state_dict())
         say(dist, f"G and G_ema start from {tc.init_from}; {len(fresh)} new tensor(s) start fresh"
-            + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
+            + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else "")
+            + (f"; {len(widened)} widened" if widened else ""))
 
     G_train: torch.nn.Module = G
     D_train: torch.nn.Module = D
