@@ -153,11 +153,13 @@ def test_init_from_grows_the_resolution(tmp_path: Path) -> None:
         init_from_weights(Generator(small), tmp_path / "w64")
 
 
-@pytest.mark.parametrize("upsample", ["bilinear", "transposed"])
-def test_init_from_widens_without_changing_the_function(tmp_path: Path, upsample: str) -> None:
+@pytest.mark.parametrize(("upsample", "fusion"), [("bilinear", "lgf"), ("transposed", "add")])
+def test_init_from_widens_without_changing_the_function(
+    tmp_path: Path, upsample: str, fusion: str
+) -> None:
     narrow = ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=32,
                          num_skips=2, full_res_skip=True, quantize=False, residual=False,
-                         upsample=upsample)
+                         upsample=upsample, fusion=fusion)
     torch.manual_seed(0)
     G = Generator(narrow)
     with torch.no_grad():  # fresh biases and noise strengths are 0: give them values to keep
@@ -178,12 +180,14 @@ def test_init_from_widens_without_changing_the_function(tmp_path: Path, upsample
                                    rtol=1e-4, atol=1e-5)
     w = wide.layers[0].conv.weight  # 8 px: (32, 32, 3, 3) from (16, 16, 3, 3)
     assert w[:16, 16:].abs().sum() == 0 and w[16:].abs().sum() > 0  # new inputs unread, new rows
-    # narrower anywhere, or codebooks (not widened exactly), is refused
+    # narrower anywhere, or codebooks or concatenated skips (not widened exactly), is refused
     with pytest.raises(WeightsError, match=r"model\.max_channels is 16, this run has 8; "
                                            r"init_from needs the same value or"):
         init_from_weights(Generator(dataclasses.replace(narrow, max_channels=8)),
                           tmp_path / "narrow")
-    save_pretrained(Generator(dataclasses.replace(narrow, quantize=True)), tmp_path / "vq")
-    with pytest.raises(WeightsError, match=r"model\.channel_base is 256"):
-        init_from_weights(Generator(dataclasses.replace(narrow, quantize=True, channel_base=512,
-                                                        max_channels=32)), tmp_path / "vq")
+    for change in ({"quantize": True}, {"fusion": "concat"}):
+        save_pretrained(Generator(dataclasses.replace(narrow, **change)), tmp_path / "other")
+        with pytest.raises(WeightsError, match=r"model\.channel_base is 256"):
+            init_from_weights(Generator(dataclasses.replace(narrow, channel_base=512,
+                                                            max_channels=32, **change)),
+                              tmp_path / "other")

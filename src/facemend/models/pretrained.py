@@ -161,10 +161,11 @@ def init_from_weights(model: Generator, folder: str | Path) -> tuple[list[str], 
     for key in sorted(wanted):
         if key in GROWABLE or key == "resolution" or saved.get(key) == wanted[key]:
             continue
-        if key in WIDENABLE and wider and not small.quantize:
-            continue
-        need = ("the same value or, with model.quantize=false, at least as many channels at "
-                "every resolution" if key in WIDENABLE else "the same value")
+        if key in WIDENABLE and wider and not small.quantize and small.fusion != "concat":
+            continue  # codebooks and [p, q] concatenations do not embed in wider ones exactly
+        need = ("the same value or, with model.quantize=false and a fusion other than concat, "
+                "at least as many channels at every resolution" if key in WIDENABLE
+                else "the same value")
         raise WeightsError(f"{where}: model.{key} is {saved.get(key)!r}, "
                            f"this run has {wanted[key]!r}; init_from needs {need}")
     if wanted["resolution"] < saved["resolution"]:  # both are powers of two (ModelConfig)
