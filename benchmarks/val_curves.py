@@ -70,7 +70,7 @@ def table(curves: dict[str, list[dict[str, float]]]) -> str:
         cells = []
         for n in names:
             p = next(p for p in curves[n] if p["step"] == s)
-            cells.append(f"{p['val_psnr']:.2f} ({p['minutes']:.0f} min)")
+            cells.append(f"{p['val_psnr']:.3f} ({p['minutes']:.0f} min)")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     inputs = " | ".join(f"{curves[n][0]['val_psnr_input']:.2f}" for n in names)
     lines.append(f"| input | {inputs} |")  # each run's own degraded validation faces
