@@ -181,14 +181,17 @@ def init_from_weights(model: Generator, folder: str | Path) -> tuple[list[str], 
     if unexpected:
         raise WeightsError(f"{source}: tensors the model does not have ({unexpected[:3]}); "
                            "init_from needs the same architecture or a subset of it")
-    widened = _widen(model, state)
+    widened = _widen(model, expected, state)
     _copy_checked(model, expected, widened, source)
     grown = [k for k, t in state.items() if widened[k] is not t]
     return sorted(set(expected) - set(state)), sorted(grown)
 
 
-def _widen(model: Generator, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A narrower G's tensors embedded in `model`'s wider ones so that G computes the same image.
+def _widen(
+    model: Generator, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A narrower G's tensors embedded in `model`'s wider ones (`expected`, its state_dict) so
+    that G computes the same image.
 
     Each smaller tensor fills the leading corner of the wider model's freshly initialised one
     (Net2Net-style, zero variant). Per equalized weight (out, in, ...): the old outputs read the
@@ -199,7 +202,6 @@ def _widen(model: Generator, state: dict[str, torch.Tensor]) -> dict[str, torch.
     sums over the inputs, whose new zero weights add nothing. Shapes that do not fit this pattern
     are passed through unchanged for `_copy_checked` to report.
     """
-    expected = model.state_dict()
     equalized = {f"{n}.weight" for n, m in model.named_modules()
                  if isinstance(m, EqualLinear | EqualConv2d | ModulatedConv2d)}
     out: dict[str, torch.Tensor] = {}
