@@ -6,17 +6,16 @@ window's images / images_per_s: training time without validation and checkpoints
 between runs only when they ran under the same load (here: two one-thread runs side by side).
 Writes a PNG with both panels and a Markdown table of validation PSNR at common steps.
 Usage: python benchmarks/val_curves.py --run NAME=runs/s4-same --run NAME2=runs/s6-lowwide \
-           --out docs/stage5-val_curves
+           --out docs/widen-val_curves
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
-from facemend.io import atomic_write_bytes
+from facemend.io import atomic_write_bytes, save_figure
 
 
 def read_curve(run: Path) -> list[dict[str, float]]:
@@ -55,10 +54,8 @@ def plot(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def table(curves: dict[str, list[dict[str, float]]]) -> str:

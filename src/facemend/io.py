@@ -34,6 +34,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -276,6 +277,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_figure(fig: Any, path: str | Path, **savefig: Any) -> None:
+    """Render a matplotlib figure as PNG (`savefig` keywords passed on) and write it atomically."""
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", **savefig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def remove_stale_temps(path: str | Path) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facemend.io import atomic_write_bytes
+from facemend.io import atomic_write_bytes, save_figure
 
 TASK_LABELS = {"bfr": "BFR", "sr8": "SR x8", "sr16": "SR x16"}
 TASK_MARKERS = {"bfr": "o", "sr8": "s", "sr16": "^"}
@@ -76,12 +76,6 @@ def _figure(width: float = 5.0, height: float = 4.0) -> Any:
     return fig
 
 
-def _save_figure(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def plot_ipr_vs_k(runs: list[dict[str, Any]], path: str | Path,
                   labels: list[str] | None = None) -> None:
     """Fig. 7a: iPrecision (solid) and iRecall (dashed) against neighbourhood size k."""
@@ -109,7 +103,7 @@ def plot_ipr_vs_k(runs: list[dict[str, Any]], path: str | Path,
         ax.legend(fontsize=6, ncol=2)
     else:
         ax.text(0.5, 0.5, "no identity labels", ha="center", transform=ax.transAxes)
-    _save_figure(fig, Path(path))
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_precision_recall(runs: list[dict[str, Any]], path: str | Path,
@@ -132,7 +126,7 @@ def plot_precision_recall(runs: list[dict[str, Any]], path: str | Path,
     ax.grid(alpha=0.3)
     if ax.collections:
         ax.legend(fontsize=6)
-    _save_figure(fig, Path(path))
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def save_grid(path: str | Path, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:

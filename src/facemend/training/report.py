@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemend.io import atomic_write_bytes, save_rgb, to_uint8
+from facemend.io import atomic_write_bytes, save_figure, save_rgb, to_uint8
 
 
 class JsonlLog:
@@ -65,9 +65,5 @@ def plot_loss_curves(log_path: Path, out_path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    save_figure(fig, out_path, dpi=90)
     plt.close(fig)
-    atomic_write_bytes(out_path, buf.getvalue())
