@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from facemend.io import atomic_write_bytes, save_figure
@@ -85,7 +86,7 @@ def main() -> None:
         curves[name] = read_curve(Path(run))
     out = Path(args.out)
     plot(curves, out.with_suffix(".png"))
-    runs = " ".join(f"--run {r}" for r in args.run)
+    runs = " ".join(f"--run {shlex.quote(r)}" for r in args.run)
     md = (f"# Validation PSNR side by side\n\n`python benchmarks/val_curves.py {runs} "
           f"--out {args.out}`\n\n" + table(curves))
     atomic_write_bytes(out.with_suffix(".md"), md.encode())
