@@ -5,8 +5,11 @@ For every weight that gained inputs (out, in, ...) -> the old block is [:o, :i],
 block [:o, i:]; the ratio is RMS(new-input block) / RMS(old block) of the trained wide model:
 0 at step 0, about 1 once the new inputs weigh as much as the old ones.
 
-    python benchmarks/widen_growth.py --narrow weights/default --wide runs/s6-lowwide/final \
-        --out docs/widen_growth-lowwide
+    python benchmarks/widen_growth.py --narrow runs/stage3 \
+        --wide 'lowwide=runs/s6-lowwide/final' --out docs/widen_growth
+
+(`runs/stage3`: the stage-3 weights the session-6/7 runs were widened from; the header of
+`configs/default-128-stage4-lr2e3.yaml` extracts them. `weights/default` is stage 4 since then.)
 """
 
 from __future__ import annotations
