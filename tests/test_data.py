@@ -1,4 +1,4 @@
-"""FaceFolder, split_files and make_loader on real faces from the shared data."""
+"""FaceFolder, split_files and the training loader (StepBatches + EpochIndexed) on real faces."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from facemend.data import FaceFolder, find_faces, make_loader, split_files
+from facemend.data import FaceFolder, find_faces, split_files, worker_context
+from facemend.training.schedule import EpochIndexed, StepBatches
 
 H = 32
 pytestmark = pytest.mark.filterwarnings("ignore:skipping unreadable training image")
@@ -78,27 +80,61 @@ def test_flip_is_horizontal(face_dir: Path) -> None:
     assert seen == {True, False}
 
 
-def _epoch_batches(ds: FaceFolder, workers: int, epoch: int) -> list[dict]:
-    loader = make_loader(ds, batch_size=4, seed=11, num_workers=workers, distributed=False)
-    ds.set_epoch(epoch)
-    return list(loader)
+class _ThreadCounts(Dataset):
+    """Reports the thread limits of the process that loads each item."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __getitem__(self, index: int) -> dict[str, int]:
+        import cv2
+
+        return {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()}
+
+
+def _loader(ds: Dataset, workers: int, start: int, stop: int) -> DataLoader:
+    """The training loop's loader: StepBatches over an EpochIndexed dataset."""
+    sampler = StepBatches(len(ds), 4, seed=11, start=start, stop=stop)  # type: ignore[arg-type]
+    return DataLoader(EpochIndexed(ds), batch_sampler=sampler, num_workers=workers,
+                      multiprocessing_context=worker_context(workers))
 
 
 def test_loader_same_with_0_and_2_workers(face_dir: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        b0 = _epoch_batches(FaceFolder(face_dir, H, seed=2), 0, epoch=1)
-        b2 = _epoch_batches(FaceFolder(face_dir, H, seed=2), 2, epoch=1)
-    assert len(b0) == len(b2) == 13 // 4  # drop_last
+        b0 = list(_loader(FaceFolder(face_dir, H, seed=2), 0, 0, 6))
+        b2 = list(_loader(FaceFolder(face_dir, H, seed=2), 2, 0, 6))
+    assert len(b0) == len(b2) == 6  # two epochs of 13 // 4 = 3 full batches
     for x, y in zip(b0, b2, strict=True):
         assert torch.equal(x["index"], y["index"])
         assert torch.equal(x["lq"], y["lq"]) and torch.equal(x["hq"], y["hq"])
     assert b0[0]["lq"].shape == (4, 3, H, H)
+    # Epoch 1 is another permutation of the same faces.
+    first = torch.cat([b["index"] for b in b0[:3]])
+    second = torch.cat([b["index"] for b in b0[3:]])
+    assert not torch.equal(first, second)
+
+
+def test_loader_resumes_mid_run_exactly(face_dir: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = list(_loader(FaceFolder(face_dir, H, seed=2), 0, 0, 5))
+        tail = list(_loader(FaceFolder(face_dir, H, seed=2), 0, 2, 5))
+    for x, y in zip(whole[2:], tail, strict=True):
+        assert torch.equal(x["index"], y["index"]) and torch.equal(x["lq"], y["lq"])
+
+
+def test_loader_workers_use_one_thread() -> None:
+    (batch,) = list(_loader(_ThreadCounts(), 1, 0, 1))
+    assert batch["torch"].tolist() == [1] * 4 and batch["cv2"].tolist() == [1] * 4
 
 
 def test_loader_rejects_batch_larger_than_data(face_dir: Path) -> None:
-    with pytest.raises(ValueError, match="batch size"):
-        make_loader(FaceFolder(face_dir, H), batch_size=64, seed=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        StepBatches(len(FaceFolder(face_dir, H)), 64, seed=0, start=0, stop=1)
 
 
 def test_split_deterministic_and_disjoint(shared_data: Path) -> None:

@@ -1,4 +1,4 @@
-"""Losses (eq. 3, 8-10), DiffAugment and the VGG19 loader."""
+"""Losses (eq. 8-10), DiffAugment and the VGG19 loader."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from facemend.losses import (
     l1_loss,
     r1_penalty,
     rand_translation,
-    vq_commitment,
 )
 from facemend.vgg19 import (
     LAYER_NAMES,
@@ -41,15 +40,9 @@ def test_adversarial_losses_at_known_logits() -> None:
     assert adversarial_g(logit).item() == pytest.approx(-math.log(torch.sigmoid(logit).item()))
 
 
-def test_l1_vq_and_r1() -> None:
+def test_l1_and_r1() -> None:
     a, b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
     assert l1_loss(a, b).item() == pytest.approx(0.5)
-    p = torch.randn(2, 8, 4, 4, requires_grad=True)
-    pq = torch.randn(2, 8, 4, 4, requires_grad=True)
-    loss = vq_commitment(p, pq)
-    loss.backward()
-    assert loss.item() == pytest.approx(((p - pq) ** 2).mean().item())
-    assert p.grad is not None and pq.grad is None  # sg(pq): no gradient to the codebook side
     # R1 of D(y) = sum(w * y): gradient is w, so the penalty is ||w||^2.
     y = torch.randn(3, 3, 4, 4, requires_grad=True)
     w = torch.randn(1, 3, 4, 4)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from facemend.config import ModelConfig
 from facemend.models.generator import Generator
-from facemend.models.quantizer import EMAQuantizer, nearest_code
+from facemend.models.quantizer import EMAQuantizer, commitment_loss, nearest_code
 
 
 def brute_force_nn(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,16 @@ def test_commitment_loss_hand_computed_and_straight_through_gradient() -> None:
     torch.testing.assert_close(out.detach(), expected)
     out.sum().backward()
     assert torch.equal(p.grad, torch.ones_like(p))  # straight-through: d out / d p = 1
+
+
+def test_commitment_loss_stops_gradient_to_the_codes() -> None:
+    p = torch.randn(2, 8, 4, 4, requires_grad=True)
+    pq = torch.randn(2, 8, 4, 4, requires_grad=True)
+    loss = commitment_loss(p, pq)
+    loss.backward()
+    assert loss.item() == pytest.approx(((p - pq) ** 2).mean().item())
+    assert p.grad is not None and pq.grad is None  # sg(pq): no gradient to the codebook side
+    torch.testing.assert_close(p.grad, 2 * (p - pq).detach() / p.numel())
 
 
 def test_ema_moves_codes_towards_assigned_hq_features() -> None:

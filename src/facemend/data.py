@@ -3,8 +3,8 @@
 Reproducibility: sample `index` of epoch `epoch` draws its flip and degradation from
 `np.random.default_rng([seed, epoch, index])`, so a batch depends only on (seed, epoch, indices),
 not on the number of DataLoader workers or on which worker loads it. The sampler's order is seeded
-too (see `make_loader`). Call `dataset.set_epoch(e)` (and `sampler.set_epoch(e)` when distributed)
-before iterating an epoch; loaders are built without persistent workers so that workers see it.
+too (`training.schedule.StepBatches`), and `training.schedule.EpochIndexed` sets the epoch per
+item, so workers need no shared state.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import Dataset
 
 from facemend.config import DegradationConfig
 from facemend.degradations import degrade
@@ -151,8 +151,8 @@ class FaceFolder(Dataset):
         return {"lq": to_tensor(lq)[0], "hq": to_tensor(hq)[0], "index": used}
 
 
-def _worker_init(worker_id: int) -> None:
-    """One thread per DataLoader worker for torch and OpenCV (avoid oversubscribing cores)."""
+def one_thread_per_worker() -> None:
+    """One thread for torch and OpenCV in a DataLoader worker (avoid oversubscribing cores)."""
     import cv2
 
     torch.set_num_threads(1)
@@ -163,39 +163,3 @@ def worker_context(num_workers: int) -> multiprocessing.context.BaseContext | No
     """'spawn' for DataLoader workers: forking a process that runs threads (a web server, torch's
     pools, dlib) can deadlock the children; spawned workers start clean (and work on macOS)."""
     return multiprocessing.get_context("spawn") if num_workers > 0 else None
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    seed: int,
-    num_workers: int = 0,
-    distributed: bool = False,
-) -> DataLoader:
-    """Seeded training loader: DistributedSampler (shuffle, drop_last) or seeded RandomSampler.
-
-    Full batches only (drop_last). With DDP call `loader.sampler.set_epoch(e)` each epoch.
-    """
-    n = len(dataset)  # type: ignore[arg-type]
-    sampler: torch.utils.data.Sampler
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
-        per_rank = len(sampler)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-        per_rank = n
-    if per_rank < batch_size:
-        raise ValueError(f"dataset has {n} images ({per_rank} per process), fewer than the batch "
-                         f"size {batch_size}: add images or lower train.batch_size")
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=True,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,  # workers must see dataset.set_epoch()
-        worker_init_fn=_worker_init if num_workers > 0 else None,
-        multiprocessing_context=worker_context(num_workers),
-        generator=torch.Generator().manual_seed(seed),
-    )

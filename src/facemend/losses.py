@@ -40,11 +40,6 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     return grad.square().sum(dim=[1, 2, 3]).mean()  # (B, C, H, W) -> scalar
 
 
-def vq_commitment(p: torch.Tensor, pq: torch.Tensor) -> torch.Tensor:
-    """Eq. 3 second term ||p - sg(pq)||^2 (mean); the first term is the EMA codebook update."""
-    return F.mse_loss(p, pq.detach())
-
-
 # ---------------------------------------------------------------------------------------------
 # Perceptual loss (eq. 10 second term).
 

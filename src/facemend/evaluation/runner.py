@@ -39,11 +39,6 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def as_float(v: Any) -> float | None:
-    """Inverse of the JSON convention: number, 'inf'/'nan' string or null -> float or None."""
-    return None if v is None else float(v)
-
-
 def _versions() -> dict[str, str]:
     import torch
 

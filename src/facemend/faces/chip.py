@@ -200,9 +200,3 @@ def embed_aligned(x: torch.Tensor, net: FaceNet | None = None) -> torch.Tensor:
     """
     net = net if net is not None else load_face_net(device=x.device)
     return net(aligned_to_chip(x))
-
-
-def chip_scale(landmarks: torch.Tensor, size: int = CHIP_SIZE, padding: float = 0.25) -> float:
-    """Image pixels per chip pixel for the first face (> 2 means dlib uses its pyramid)."""
-    a = face_chip_affine(landmarks[:1], size, padding)
-    return float(math.hypot(a[0, 0, 0].item(), a[0, 1, 0].item()))

@@ -12,7 +12,6 @@ the input crop is kept. Either action is recorded per face and sample.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,14 +97,6 @@ def model_restorer(
     return restore
 
 
-@functools.lru_cache(maxsize=2)
-def cached_generator(folder: str | None = None, device: str = "cpu") -> Any:
-    """`from_pretrained(folder, device)` loaded once per process and reused (read-only use)."""
-    from facemend.models.pretrained import from_pretrained
-
-    return from_pretrained(folder, device)
-
-
 def memory_safe_batch(size: int, requested: int, pixel_budget: int = 4 * 512 * 512) -> int:
     """Largest batch <= requested with batch * size^2 <= pixel_budget (peak-memory cap).
 
@@ -114,12 +105,6 @@ def memory_safe_batch(size: int, requested: int, pixel_budget: int = 4 * 512 * 5
     under ~3.1 GB peak; 64 px faces are capped at 256 per batch.
     """
     return max(1, min(requested, pixel_budget // (size * size)))
-
-
-def set_threads(threads: int | None) -> None:
-    """Intra-op CPU threads for torch (None: leave torch's default, one per core)."""
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
 
 
 def identity_similarity(identity_fn: IdentityFn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

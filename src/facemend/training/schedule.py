@@ -7,7 +7,9 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
+
+from facemend.data import one_thread_per_worker
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -49,15 +51,22 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
 
 
 class EpochIndexed(Dataset):
-    """Wraps a dataset with `set_epoch`, so an (epoch, index) key selects both (worker-safe)."""
+    """Wraps a dataset with `set_epoch`, so an (epoch, index) key selects both (worker-safe).
+
+    In a DataLoader worker, the first item also limits torch and OpenCV to one thread each.
+    """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        self._threads_limited = False  # per process: each worker gets its own copy
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
+        if not self._threads_limited and get_worker_info() is not None:
+            one_thread_per_worker()
+            self._threads_limited = True
         epoch, index = key
         self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         return self.dataset[index]
