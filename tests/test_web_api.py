@@ -56,9 +56,9 @@ def _post(client, name: str, data: bytes, **fields):
                        data={k: str(v) for k, v in fields.items()})
 
 
-def _image(resp) -> np.ndarray:
+def _image(resp, media: str = "image/png") -> np.ndarray:
     assert resp.status_code == 200, resp.text
-    assert resp.headers["content-type"] == "image/png"
+    assert resp.headers["content-type"] == media
     return np.asarray(Image.open(io.BytesIO(resp.content)))
 
 
@@ -78,11 +78,15 @@ def test_restore_photo_returns_faces_and_downloadable_links(client):
     assert _image(client.get(face["input"])).shape == (32, 32, 3)
     for url in face["restored"]:
         assert _image(client.get(url)).shape == (32, 32, 3)
-    for url in res["images"] + [res["input"]]:
+    for url in res["images"]:
         assert _image(client.get(url)).shape == (h, w, 3)
     d = client.get(res["images"][0] + "?download=1")
     assert d.status_code == 200 and "attachment" in d.headers["content-disposition"]
-    assert np.array_equal(_image(client.get(res["input"])), np.asarray(Image.open(photo)))
+    # the input is kept as uploaded (a JPEG stays that JPEG, not a PNG many times its size)
+    assert res["input"].endswith("/input.jpg")
+    assert client.get(res["input"]).content == photo.read_bytes()
+    assert np.array_equal(_image(client.get(res["input"]), "image/jpeg"),
+                          np.asarray(Image.open(photo)))
 
 
 def test_no_face_photo_says_so(client):
@@ -97,6 +101,7 @@ def test_no_face_photo_says_so(client):
     (b"this is a text file, not a photo\n", 415, "not a readable image"),
     (b"", 400, "empty upload"),
     (b"GIF89a" + b"\x00" * 10, 415, "not a readable image"),
+    (b"\x80\x04\x95pickle", 415, "not a readable image"),
     (_png(np.zeros((4, 4, 3), np.uint8)), 400, "at least 8x8"),
 ])
 def test_bad_uploads_are_4xx_json(client, data, status, words):
@@ -110,6 +115,129 @@ def test_oversized_uploads_are_413(client):
     for size in (limit + 1000, 4 * limit):  # body read check; Content-Length check
         r = _post(client, "big.jpg", b"\xff" * size)
         assert r.status_code == 413 and "too large" in r.json()["detail"], size
+
+
+def _multipart(size: int, boundary: str = "b0undary") -> tuple[bytes, bytes, dict]:
+    """(head, tail, headers) of a multipart upload whose file part is `size` bytes long."""
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"big.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+    return head, f"\r\n--{boundary}--\r\n".encode(), {
+        "content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_chunked_upload_is_cut_off_at_the_limit(client):
+    """A body without Content-Length is counted while read: reading stops past the cap."""
+    limit = int(0.5 * 1024 * 1024)
+    head, tail, headers = _multipart(64 * limit)
+    chunk = b"\xff" * 65536
+    pulled = 0
+
+    async def receive() -> dict:
+        nonlocal pulled
+        if pulled >= 64 * limit:
+            return {"type": "http.request", "body": tail, "more_body": False}
+        pulled += len(chunk)
+        return {"type": "http.request", "body": (head if pulled == len(chunk) else b"") + chunk,
+                "more_body": True}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/restore", "raw_path": b"/api/restore",
+             "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+             "server": ("test", 80), "client": ("test", 1), "app": client.app,
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    asyncio.run(client.app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 413 and b"too large" in body
+    assert pulled <= limit + 64 * 1024 + 2 * len(chunk)  # 32 MB offered, ~0.6 MB read
+
+
+def test_chunked_upload_spools_at_most_the_limit(client, monkeypatch):
+    """Through HTTP (no Content-Length): 413, and no more than the cap is spooled to disk."""
+    from starlette.datastructures import UploadFile
+
+    written = []
+    real_write = UploadFile.write
+
+    async def counting_write(self, data: bytes) -> None:
+        written.append(len(data))
+        await real_write(self, data)
+
+    monkeypatch.setattr(UploadFile, "write", counting_write)
+    limit = int(0.5 * 1024 * 1024)
+    head, tail, headers = _multipart(16 * limit)
+
+    def body():
+        yield head
+        for _ in range(16 * 8):
+            yield b"\xff" * (limit // 8)
+        yield tail
+
+    r = client.post("/api/restore", content=body(), headers=headers)
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    assert sum(written) <= limit + 64 * 1024, sum(written)
+
+
+def test_result_store_is_capped_by_bytes(tmp_path):
+    store = ResultStore(max_results=100, ttl_s=3600, root=tmp_path / "s", max_bytes=1000)
+    ids = []
+    for _ in range(3):
+        ids.append(store.new())
+        store.put(ids[-1], "input.jpg", b"x" * 400)
+    assert store.path(ids[0], "input.jpg") is None and not (tmp_path / "s" / ids[0]).exists()
+    assert store.path(ids[2], "input.jpg") is not None and store.total_bytes() == 800
+    big = store.new()
+    store.put(big, "input.jpg", b"x" * 2000)  # alone over the cap: kept, every older one goes
+    assert len(store) == 1 and store.path(big, "input.jpg") is not None
+    du = sum(f.stat().st_size for f in (tmp_path / "s").rglob("*") if f.is_file())
+    assert du == store.total_bytes() == 2000
+    store.close()
+
+
+def test_large_photo_results_are_stored_compactly(weights, monkeypatch):
+    """Whole photos above LOSSLESS_MAX_PIXELS are JPEG; a TIFF input is kept as a JPEG."""
+    import facemend.web.results as results
+
+    monkeypatch.setattr(results, "LOSSLESS_MAX_PIXELS", 100 * 100)
+    photo = np.asarray(Image.open(PHOTOS / "john2.jpg").convert("RGB"))
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="TIFF")
+    app = create_app(ServerSettings(weights=str(weights), identity=False))
+    with TestClient(app) as c:
+        r = _post(c, "john2.tif", buf.getvalue())
+        assert r.status_code == 200, r.text
+        res = r.json()
+        assert res["input"].endswith("/input.jpg") and res["images"][0].endswith(".jpg")
+        stored = c.get(res["input"]).content
+        assert len(stored) < len(buf.getvalue()) / 3
+        assert _image(c.get(res["images"][0]), "image/jpeg").shape == photo.shape
+        store = c.app.state.store
+        du = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
+        assert du == store.total_bytes() < len(buf.getvalue())
+
+
+def test_sixteen_bit_and_float_uploads_decode_as_restore_does(weights, tmp_path):
+    """The web page uses the loader of `facemend restore`: 16-bit PNG and float TIFF."""
+    base = np.asarray(Image.open(PHOTOS / "john2.jpg").convert("L"), dtype=np.float64)
+    cases = {"g16.png": Image.fromarray((base * 257).astype(np.uint16)),
+             "f32.tif": Image.fromarray((base / 255.0).astype(np.float32), "F")}
+    app = create_app(ServerSettings(weights=str(weights), identity=False))
+    with TestClient(app) as c:
+        for name, im in cases.items():
+            path = tmp_path / name
+            im.save(path)
+            r = _post(c, name, path.read_bytes(), noise_scale=0)
+            assert r.status_code == 200, r.text
+            res = r.json()
+            assert res["message"] is None and len(res["faces"]) >= 1, name  # not white/black
+            media = "image/jpeg" if name.endswith(".tif") else "image/png"
+            shown = _image(c.get(res["input"]), media).astype(np.float64)
+            shown = shown.mean(axis=2) if shown.ndim == 3 else shown / 257.0
+            assert abs(shown.mean() - base.mean()) < 1.5, name
 
 
 def test_too_many_pixels_is_413(weights):

@@ -53,7 +53,16 @@ os.umask(_UMASK)
 
 
 class ImageError(ValueError):
-    """A file that cannot be used as an image; str() is '<path>: <problem>'."""
+    """A file that cannot be used as an image; str() is '<path>: <problem>'.
+
+    `kind` says which problem, for callers that map it to a status: "missing", "empty",
+    "too_large" (pixel limit), "unsupported" (a format the caller refuses), "not_image",
+    "truncated" or "corrupt".
+    """
+
+    def __init__(self, message: str, kind: str = "corrupt") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -77,53 +86,85 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read an image file safely (rules in the module docstring); ImageError on any problem."""
     p = Path(path)
-    head = b""
     try:
         if p.is_dir():
-            raise ImageError(f"{p}: is a folder, not an image file")
+            raise ImageError(f"{p}: is a folder, not an image file", "not_image")
         if p.stat().st_size == 0:
-            raise ImageError(f"{p}: empty file (0 bytes)")
+            raise ImageError(f"{p}: empty file (0 bytes)", "empty")
         with open(p, "rb") as f:
-            head = f.read(64)
-        _check_heif(p, head)
+            head = f.read(512)
+    except FileNotFoundError:
+        raise ImageError(f"{p}: file not found", "missing") from None
+    except PermissionError:
+        raise ImageError(f"{p}: permission denied", "missing") from None
+    except OSError as e:
+        raise ImageError(f"{p}: cannot be read ({e.strerror or type(e).__name__})",
+                         "missing") from None
+    return _load(str(p), p, head, max_pixels, None)
+
+
+def decode_image(data: bytes, name: str = "upload",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 formats: tuple[str, ...] | None = None) -> LoadedImage:
+    """`load_image` for bytes in memory (an upload); `name` labels the messages. With `formats`
+    (Pillow names, e.g. ("JPEG", "PNG")) any other format is refused before decoding."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)", "empty")
+    return _load(name, _io.BytesIO(data), data[:512], max_pixels, formats)
+
+
+def _load(label: str, source: Any, head: bytes, max_pixels: int | None,
+          formats: tuple[str, ...] | None) -> LoadedImage:
+    """Open (header only), check size and format, decode; every failure is one ImageError."""
+    try:
+        _check_heif(label, head)
         ImageFile.LOAD_TRUNCATED_IMAGES = False  # a library may have flipped it: never pad
         with _PIL_LOCK:
             old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                im = Image.open(p)  # header only
+                im = Image.open(source)  # header only
             finally:
                 Image.MAX_IMAGE_PIXELS = old
         with im:
-            _check_size(p, im.size, max_pixels)
-            return _decode(p, im)
+            if formats is not None and im.format not in formats:
+                raise ImageError(f"{label}: {im.format} images are not accepted here (use "
+                                 f"{', '.join(formats)})", "unsupported")
+            _check_size(label, im.size, max_pixels)
+            return _decode(im)
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{p}: file not found") from None
+        raise ImageError(f"{label}: file not found", "missing") from None
     except PermissionError:
-        raise ImageError(f"{p}: permission denied") from None
+        raise ImageError(f"{label}: permission denied", "missing") from None
     except Image.UnidentifiedImageError:
         fmt = next((name for magic, name in MAGIC if head.startswith(magic)), None)
         if fmt is not None:
-            raise ImageError(f"{p}: corrupt or unsupported image data (starts like a {fmt} "
+            raise ImageError(f"{label}: corrupt or unsupported image data (starts like a {fmt} "
                              "file, but its header cannot be parsed)") from None
-        raise ImageError(f"{p}: not an image file (content not recognised{_looks_like(p)})"
-                         ) from None
+        what = sniff_bytes(head)
+        hint = f"; it looks like {what}" if what else ""
+        raise ImageError(f"{label}: not an image file (content not recognised{hint})",
+                         "not_image") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "truncated" in msg or isinstance(e, EOFError):
-            raise ImageError(f"{p}: truncated image file ({msg}); re-export or re-download it"
-                             ) from None
-        raise ImageError(f"{p}: corrupt or unsupported image data ({msg})") from None
+            raise ImageError(f"{label}: truncated image file ({msg}); re-export or re-download "
+                             "it", "truncated") from None
+        raise ImageError(f"{label}: corrupt or unsupported image data ({msg})") from None
 
 
 def sniff_format(path: str | Path) -> str:
     """What a file looks like from its first bytes ('a Python pickle', 'a text file'), or ''."""
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
+            return sniff_bytes(f.read(512))
     except OSError:
         return ""
+
+
+def sniff_bytes(head: bytes) -> str:
+    """What data looks like from its first bytes (see sniff_format), or ''."""
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "a Python pickle"
     if head[:4] == b"PK\x03\x04":
@@ -137,13 +178,7 @@ def sniff_format(path: str | Path) -> str:
         return ""
 
 
-def _looks_like(p: Path) -> str:
-    """A hint about what the file is instead ('; it looks like a text file'), or ''."""
-    what = sniff_format(p)
-    return f"; it looks like {what}" if what else ""
-
-
-def _check_heif(p: Path, head: bytes) -> None:
+def _check_heif(p: str, head: bytes) -> None:
     """Register pillow-heif for HEIC/HEIF files, or say which package is missing."""
     global _heif_registered
     if head[4:8] != b"ftyp" or head[8:12] not in HEIF_BRANDS or _heif_registered:
@@ -152,23 +187,24 @@ def _check_heif(p: Path, head: bytes) -> None:
         from pillow_heif import register_heif_opener
     except ImportError:
         raise ImageError(f"{p}: HEIC/HEIF image needs the optional decoder: "
-                         "pip install pillow-heif (or convert it to JPEG/PNG)") from None
+                         "pip install pillow-heif (or convert it to JPEG/PNG)",
+                         "unsupported") from None
     register_heif_opener()
     _heif_registered = True
 
 
-def _check_size(p: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+def _check_size(p: str, size: tuple[int, int], max_pixels: int | None) -> None:
     """Decompression-bomb guard on the header's size, before decoding."""
     w, h = size
     if w < 1 or h < 1:
-        raise ImageError(f"{p}: image has no pixels ({w} x {h})")
+        raise ImageError(f"{p}: image has no pixels ({w} x {h})", "corrupt")
     if max_pixels is not None and max_pixels > 0 and w * h > max_pixels:
         raise ImageError(f"{p}: {w} x {h} = {w * h / 1e6:.1f} MP is over the limit of "
                          f"{max_pixels / 1e6:g} MP (decompression-bomb guard); raise it with "
-                         "--max-pixels N if the file is trusted")
+                         "--max-pixels N if the file is trusted", "too_large")
 
 
-def _decode(p: Path, im: Image.Image) -> LoadedImage:
+def _decode(im: Image.Image) -> LoadedImage:
     """Decode the first frame of an opened image into a LoadedImage."""
     notes: list[str] = []
     mode, fmt = im.mode, im.format

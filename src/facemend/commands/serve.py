@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-samples", type=int, default=4, help="samples per request (default 4)")
     p.add_argument("--max-results", type=int, default=100,
                    help="results kept in the temp store (default 100)")
+    p.add_argument("--max-store-mb", type=float, default=1024.0,
+                   help="bytes of results kept in the temp store, in MB (default 1024)")
     p.add_argument("--result-ttl", type=float, default=3600.0,
                    help="seconds a result stays downloadable (default 3600)")
     p.add_argument("--no-identity", action="store_true", help="skip identity similarity")
@@ -54,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         print("error: --workers, --max-samples, --max-results must be >= 1, --max-queue >= 0",
               file=sys.stderr)
         return 2
+    if not (args.max_upload_mb > 0 and args.max_store_mb > 0 and args.max_megapixels > 0):
+        print("error: --max-upload-mb, --max-store-mb, --max-megapixels must be > 0",
+              file=sys.stderr)
+        return 2
     if args.study:
         try:
             connect(args.study).close()
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, workers=args.workers, max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_megapixels * 1e6),
         max_samples=args.max_samples, max_results=args.max_results,
-        result_ttl_s=args.result_ttl, identity=not args.no_identity, detector=args.detector)
+        max_store_mb=args.max_store_mb, result_ttl_s=args.result_ttl,
+        identity=not args.no_identity, detector=args.detector)
     try:
         app = create_app(settings)
     except (WeightsError, FileNotFoundError) as e:

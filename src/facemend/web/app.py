@@ -2,8 +2,10 @@
 
 One process holds one Generator, loaded once by `create_app`. Restorations run on a thread pool
 of `workers` threads; at most `workers + max_queue` requests are admitted at once and the next
-gets 503 with a JSON `detail` (the client retries later). Uploads are limited twice: by the
-Content-Length header (before the body is parsed) and by the bytes actually read. Every error a
+gets 503 with a JSON `detail` (the client retries later). Uploads are limited while they are
+read (`upload_limit.UploadLimit`: Content-Length first, then every chunk counted, so a chunked
+upload stops at the cap instead of filling the disk), and the stored results by count and by
+bytes (`results.ResultStore`). Every error a
 client can cause is a 4xx JSON `{"detail": "<one line>"}`; anything else is a 500 with a generic
 detail (the traceback goes to the server log only). `/docs` (Swagger UI) is served from the files
 of the `fastapi-offline` package: no page of this app loads anything from another host.
@@ -28,7 +30,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from facemend.web.results import ResultStore, UploadError, decode_upload, encode_image
+from facemend.web.results import (
+    MEDIA_TYPES,
+    ResultStore,
+    UploadError,
+    decode_upload,
+    encode_image,
+    photo_format,
+)
+from facemend.web.upload_limit import UploadLimit
 
 STATIC = Path(__file__).resolve().parent / "static"
 # Swagger UI files from the `fastapi-offline` package, so /docs works without a CDN
@@ -49,6 +59,7 @@ class ServerSettings:
     max_pixels: int = 40_000_000
     max_samples: int = 4
     max_results: int = 100  # results kept (oldest dropped first)
+    max_store_mb: float = 1024.0  # bytes of results kept (oldest dropped first)
     result_ttl_s: float = 3600.0
     identity: bool = True  # identity similarity per face (dlib face embeddings)
     detector: str = "hog"
@@ -142,13 +153,14 @@ class Restorer:
         from facemend.inference.detect import DetectOptions
         from facemend.inference.restore import model_restorer, restore_photo
 
-        img = decode_upload(data, self.s.max_pixels)
+        upload = decode_upload(data, self.s.max_pixels)
+        img = upload.rgb
         restorer = model_restorer(self.G, noise_scale=noise_scale, seed=seed, device=self.s.device)
         res = restore_photo(img, restorer, self.size, detect=DetectOptions(self.s.detector),
                             samples=samples, identity_fn=self.identity_fn)
         rid = self.store.new()
         url = f"/api/results/{rid}/"
-        self.store.put(rid, "input.png", encode_image(img))
+        self.store.put(rid, upload.stored_name, upload.stored)
         faces = []
         for f in res.faces:
             self.store.put(rid, f"face_{f.index:02d}_input.png", encode_image(f.cropped))
@@ -163,11 +175,13 @@ class Restorer:
         images = []
         if res.faces:
             for k, image in enumerate(res.images):
-                self.store.put(rid, f"image_s{k}.png", encode_image(image))
-                images.append(url + f"image_s{k}.png")
+                fmt = photo_format(image)
+                self.store.put(rid, f"image_s{k}.{fmt}", encode_image(image, fmt))
+                images.append(url + f"image_s{k}.{fmt}")
         message = None if res.faces else "no face found in this photo; nothing was restored"
         return {"id": rid, "width": int(img.shape[1]), "height": int(img.shape[0]),
-                "faces": faces, "images": images, "input": url + "input.png", "message": message,
+                "faces": faces, "images": images, "input": url + upload.stored_name,
+                "message": message,
                 "settings": {"noise_scale": noise_scale, "seed": seed, "samples": samples,
                              "identity": self.identity_fn is not None},
                 "timings": {k: round(v, 4) for k, v in res.timings.items()}}
@@ -176,7 +190,7 @@ class Restorer:
 def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -> FastAPI:
     """The FastAPI app; loads the model now (pass `model` to reuse one already in memory)."""
     s = settings
-    store = ResultStore(s.max_results, s.result_ttl_s)
+    store = ResultStore(s.max_results, s.result_ttl_s, max_bytes=int(s.max_store_mb * 2**20))
     try:
         restorer = Restorer(s, store, model)
     except BaseException:
@@ -207,13 +221,10 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
         log.exception("internal error on %s", request.url.path)
         return _error(500, "internal error (see the server log)")
 
-    @app.middleware("http")
-    async def limit_upload(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if request.url.path == "/api/restore" and length and length.isdigit() \
-                and int(length) > max_bytes + 64 * 1024:
-            return _error(413, f"upload too large; the limit is {s.max_upload_mb:g} MB")
-        return await call_next(request)
+    too_large = f"upload too large; the limit is {s.max_upload_mb:g} MB"
+    # the multipart body: the file plus up to 64 KiB of boundaries and form fields
+    app.add_middleware(UploadLimit, path="/api/restore", max_bytes=max_bytes + 64 * 1024,
+                       detail=too_large)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -235,7 +246,8 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
                 restorer.identity_note, "queue": {"active": queue.active, "limit": queue.limit},
                 "results_stored": len(store), "study": s.study is not None,
                 "limits": {"max_upload_mb": s.max_upload_mb, "max_pixels": s.max_pixels,
-                           "max_samples": s.max_samples}}
+                           "max_samples": s.max_samples, "max_results": s.max_results,
+                           "max_store_mb": s.max_store_mb}}
 
     @app.post("/api/restore", response_model=RestoreOut, summary="Restore every face of a photo",
               responses={400: {"description": "bad upload"}, 413: {"description": "too large"},
@@ -250,7 +262,7 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
     ) -> Any:
         data = await file.read(max_bytes + 1)
         if len(data) > max_bytes:
-            return _error(413, f"upload too large; the limit is {s.max_upload_mb:g} MB")
+            return _error(413, too_large)
         try:
             return await queue.run(restorer, data, noise_scale, seed, samples)
         except BusyError as e:
@@ -265,7 +277,7 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
         if p is None:
             return _error(404, "no such result (expired, or not from this server)")
         fname = f"facemend_{rid[:8]}_{name}" if download else None
-        return FileResponse(p, media_type="image/png", filename=fname,
+        return FileResponse(p, media_type=MEDIA_TYPES[p.suffix[1:]], filename=fname,
                             headers={"Cache-Control": "private, max-age=600"})
 
     if s.study is not None:
