@@ -3,7 +3,7 @@
 Runs the real `facemend train` loop in a fresh subprocess per resolution (so peak RSS is that of
 one run), for `--steps` steps, and reads images/s of the second half of the steps from its log.
 
-    python benchmarks/train_step.py --config configs/default-64.yaml --data DIR \
+    python benchmarks/train_step.py --config configs/recipes/reconstruction-base.yaml --data DIR \
         --resolutions 64 128 256 --threads 1 --out benchmarks/train_step.json
 """
 
@@ -46,7 +46,7 @@ def measure(config: str, data: str, resolution: int, steps: int, threads: int,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="configs/default-64.yaml")
+    p.add_argument("--config", default="configs/recipes/reconstruction-base.yaml")
     p.add_argument("--data", required=True)
     p.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--steps", type=int, default=10)

@@ -1,4 +1,4 @@
-"""Frozen dataclass configs, strict YAML loading, `--set a.b=value` overrides, JSON round trip.
+"""Frozen dataclass configs, strict YAML loading and overlays, `--set a.b=value`, JSON round trip.
 
 Every hyperparameter lives here with its default and meaning. YAML files are read strictly: an
 unknown key is an error that names the key and the allowed keys, before any work starts.
@@ -10,6 +10,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -233,18 +234,46 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
 
 
-def from_dict(cls: type[T], data: Any, where: str = "") -> T:
-    """Build dataclass `cls` from a mapping; unknown keys are an error naming the allowed ones."""
+def _known_fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """Type hints of `cls`'s fields after checking that `data` is a mapping of known keys."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"unknown config key '{key}'; allowed: {', '.join(names)}")
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[T], data: Any, where: str = "") -> T:
+    """Build dataclass `cls` from a mapping; unknown keys are an error naming the allowed ones."""
+    hints = _known_fields(cls, data, where)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def check_layer(cls: type, data: Any, where: str = "") -> None:
+    """Check a partial mapping (one overlay file): known keys, values of the right types.
+
+    Checks between fields (e.g. num_skips against resolution) wait for the merged whole.
+    """
+    hints = _known_fields(cls, data, where)
+    for k, v in data.items():
+        w = f"{where}.{k}" if where else k
+        if dataclasses.is_dataclass(hints[k]):
+            check_layer(hints[k], v, w)
+        else:
+            _coerce(v, hints[k], w)
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` laid over `base`: sections merge key by key, any other value replaces the old one."""
+    out = dict(base)
+    for k, v in top.items():
+        both = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = merge(out[k], v) if both else v
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -294,15 +323,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None
+    cls: type[T],
+    path: str | Path | Sequence[str | Path] | None = None,
+    overrides: list[str] | None = None,
 ) -> T:
-    """Defaults <- YAML file <- `--set` overrides, strictly validated into `cls`."""
-    data = load_yaml(path) if path is not None else {}
+    """Defaults <- YAML file(s) <- `--set` overrides, strictly validated into `cls`.
+
+    Several files are overlays: each is laid over the ones before it (`merge`), so a later file
+    overrides an earlier one key by key. Each file is checked on its own (`check_layer`), so an
+    unknown key or a bad value names its file; the merged whole is then built and checked.
+    """
+    paths = [] if path is None else [path] if isinstance(path, str | Path) else list(path)
+    data: dict[str, Any] = {}
+    for p in paths:
+        layer = load_yaml(p)
+        try:
+            check_layer(cls, layer)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+        data = merge(data, layer)
     data = apply_overrides(data, overrides or [])
     try:
         return from_dict(cls, data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+        raise ConfigError(f"{' + '.join(map(str, paths))}: {e}" if paths else str(e)) from None
     except TypeError as e:  # pragma: no cover - dataclass construction problem
         raise ConfigError(str(e)) from None
 

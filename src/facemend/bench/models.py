@@ -67,7 +67,7 @@ def build_facemend(
             shown = folder.resolve()  # inside the project: reported as `weights/...`
             shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
             return from_pretrained(folder), f"weights {shown}"
-        cfg_path = Path(config) if config else CONFIGS / "default-64.yaml"
+        cfg_path = Path(config) if config else CONFIGS / "recipes" / "reconstruction-base.yaml"
         torch.manual_seed(0)
         return (Generator(model_config(cfg_path)).eval(),
                 f"random init of {cfg_path.name} ({folder} not found)")

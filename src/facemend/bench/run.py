@@ -1,10 +1,11 @@
 """`facemend bench`: one run measuring the machine, every model side by side, e2e and memory.
 
-Models: `default` (weights/default, else a random init of configs/default-64.yaml, said in the
-JSON), `paper-512` (random init) and `paper-512-bilinear` (the same with GFPGANv1Clean's bilinear
-upsampling instead of StyleGAN2's transposed conv), the peers `GFPGANv1Clean` and
-`CodeFormer` (random weights, same 512 input; skipped with a message when the `bench` extra is
-absent) and `onnx:default` (the default model exported with noise inputs, on onnxruntime).
+Models: `default` (weights/default, else a random init of
+configs/recipes/reconstruction-base.yaml, said in the JSON), `paper-512` (random init) and
+`paper-512-bilinear` (the same with GFPGANv1Clean's bilinear upsampling instead of StyleGAN2's
+transposed conv), the peers `GFPGANv1Clean` and `CodeFormer` (random weights, same 512 input;
+skipped with a message when the `bench` extra is absent) and `onnx:default` (the default model
+exported with noise inputs, on onnxruntime).
 Batch-1 latencies of all models (and the bf16 autocast variants of paper-512 and GFPGAN) are
 measured in interleaved rounds and reported as medians; ratios are medians of per-round ratios,
 so load drift cancels.

@@ -8,8 +8,10 @@ HELP = "train the model on folders of aligned faces (single process or torchrun/
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML with model:/degradation:/train: sections "
-                   "(e.g. configs/default-64.yaml); defaults when omitted")
+    p.add_argument("--config", action="append", default=[], metavar="YAML",
+                   help="YAML with model:/degradation:/train: sections (e.g. "
+                   "configs/paper-512.yaml); repeat to lay later files over earlier ones "
+                   "(configs/recipes/); defaults when omitted")
     p.add_argument("--data", action="append", default=[], metavar="DIR",
                    help="folder of aligned face images (recursive); repeat for several")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log, samples, final/")
