@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = ("128-D face descriptors (dlib's face ResNet, ported to torch) of the largest face in each "
         "image, to JSON; or --compare two images (distance < 0.6 = same person)")
@@ -10,7 +11,9 @@ HELP = ("128-D face descriptors (dlib's face ResNet, ported to torch) of the lar
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos (or aligned crops)")
-    p.add_argument("--out", metavar="JSON", help="write {embeddings: [...], failed: [...]} here")
+    p.add_argument("--out", metavar="JSON",
+                   help="write {embeddings: [...], failed: [...]} here (default without "
+                   "--compare: print it; failures then go to stderr)")
     p.add_argument("--compare", action="store_true",
                    help="with two images: print their distance and dlib's same-person verdict")
     p.add_argument("--aligned", action="store_true",
@@ -73,9 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if args.compare and len(args.images) != 2:
         print(f"error: --compare needs exactly two images, got {len(args.images)}")
         return 2
-    if not args.compare and not args.out:
-        print("error: give --out emb.json (or --compare with two images)")
-        return 2
     try:
         model = default_model_path()
         tools: dict = {}
@@ -100,14 +100,17 @@ def run(args: argparse.Namespace) -> int:
             failed.append({"file": str(path), "reason": str(e).removeprefix(f"{path}: ")})
         except ValueError as e:
             failed.append({"file": str(path), "reason": str(e)})
+    to_stdout = not args.out and not args.compare  # stdout then holds only the JSON
     for f in failed:
-        print(f"{f['file']}: {f['reason']}")
+        print(f"{f['file']}: {f['reason']}", file=sys.stderr if to_stdout else sys.stdout)
 
+    doc = {"model": model.name, "backend": args.backend, "embeddings": embeddings,
+           "failed": failed}
     if args.out:
-        doc = {"model": model.name, "backend": args.backend, "embeddings": embeddings,
-               "failed": failed}
         atomic_write_bytes(Path(args.out), (json.dumps(doc, indent=1) + "\n").encode())
         print(f"wrote {len(embeddings)} embeddings ({len(failed)} failed) to {args.out}")
+    elif to_stdout:
+        print(json.dumps(doc, indent=1))
     if args.compare:
         if failed:
             return 1

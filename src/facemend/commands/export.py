@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     n_noise = len(G.noise_shapes(1)) if args.noise == "input" else 0
     print(f"wrote {path} ({size_mb:.1f} MiB, opset {args.opset}, {G.cfg.resolution} px, "
           f"{n_noise} noise inputs, dynamic batch)")
+    mode = ("deterministic: noise scale 0" if args.noise == "zero"
+            else "--noise-scale and --seed apply")
+    print(f"restore with: facemend restore --backend onnx --onnx {path} PHOTO... ({mode})")
     if args.check:
         from facemend.inference.onnx_backend import OnnxRestorer
 

@@ -9,27 +9,35 @@ output is written atomically, and a file that fails is reported in one line whil
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
+
+from facemend.commands.compat import add_compat_arguments, resolve_compat
 
 HELP = "restore faces in photos (files, folders, globs) or pre-aligned crops"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
-    p.add_argument("-o", "--output", default="results", help="output folder (default: results)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", "--output_path", default="results",
+                   help="output folder (default: results)")
     p.add_argument("--weights", default=None, help="weights folder (default: bundled default)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="torch (default) or onnx (a file from `facemend export --onnx`)")
     p.add_argument("--onnx", default=None, help="ONNX file for --backend onnx")
-    p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops")
-    p.add_argument("--upscale", type=float, default=1.0, help="background upscale (default 1)")
-    p.add_argument("--only-center-face", action="store_true", help="restore only the centre face")
+    p.add_argument("--aligned", "--has_aligned", action="store_true",
+                   help="inputs are aligned face crops")
+    p.add_argument("-s", "--upscale", type=float, default=1.0,
+                   help="background upscale (default 1)")
+    p.add_argument("--only-center-face", "--only_center_face", action="store_true",
+                   help="restore only the centre face")
     p.add_argument("--face-index", type=int, default=None, help="restore only face I (largest=0)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--samples", type=int, default=1, help="restorations per face (default 1)")
-    p.add_argument("--noise-scale", type=float, default=1.0,
-                   help="0 = deterministic and most faithful, 1 = as trained (default)")
+    p.add_argument("--noise-scale", type=float, default=None,
+                   help="0 = deterministic and most faithful, 1 = as trained (default; 0 for an "
+                   "ONNX file exported with --noise zero); see -w for what it changes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--ext", choices=["auto", "png", "jpg"], default="auto",
                    help="output format; auto keeps jpg for jpg inputs, else png")
@@ -49,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=100_000_000, metavar="N",
                    help="refuse images over N pixels (decompression-bomb guard; default 100 MP,"
                    " 0 = no limit)")
+    add_compat_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,10 +69,21 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from facemend.inference.detect import DetectOptions
-    from facemend.inference.files import expand_inputs, output_names, protected_path
+    from facemend.inference.files import (
+        empty_folders,
+        expand_inputs,
+        output_names,
+        protected_path,
+    )
     from facemend.inference.restore import memory_safe_batch, restore_photo
     from facemend.io import atomic_write_bytes, load_image
 
+    try:
+        for note in resolve_compat(args):
+            print(f"note: {note}", file=sys.stderr)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.samples < 1 or args.batch_size < 1 or args.upscale <= 0:
         print("error: --samples and --batch-size must be >= 1 and --upscale > 0")
         return 2
@@ -71,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.output)
     files, missing = expand_inputs(args.inputs, args.recursive, skip_outputs_of=out)
+    empty = empty_folders(args.inputs, args.recursive, skip_outputs_of=out)
     try:
         restorer, size, model_info = _load_restorer(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
@@ -93,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     for m in missing:
         print(f"{m}: no such file, folder or matching glob")
         report["files"].append({"file": m, "status": "error", "error": "not found"})
+    for folder, why in empty.items():
+        failed += 1
+        print(f"{folder}: {why}", file=sys.stderr)
+        report["files"].append({"file": folder, "status": "error", "error": why})
     n_faces = 0
     for path in tqdm(files, unit="photo", disable=args.no_progress or len(files) < 2):
         entry: dict = {"file": str(path), "status": "ok"}
@@ -114,11 +139,16 @@ def run(args: argparse.Namespace) -> int:
                 identity_guard=args.identity_guard, colour_match=not args.no_colour_match,
             )
             stem, ext = names[path], _ext(args.ext, path)
-            written = _write_outputs(out, stem, ext, res, args.aligned, loaded, protected)
+            written = _write_outputs(out, stem, ext, res, args.aligned, loaded, protected,
+                                     args.suffix)
             entry.update(faces=[_face_json(f) for f in res.faces], outputs=written,
                          timings={k: round(v, 4) for k, v in res.timings.items()})
             if not res.faces:
                 entry["note"] = "no face found; the photo was only upscaled"
+                if args.face_index is not None and not args.aligned:
+                    entry["note"] = (f"no face number {args.face_index} (faces are numbered "
+                                     "0, 1, ... largest first); the photo was only upscaled")
+                    print(f"note: {path}: {entry['note']}", file=sys.stderr)
             n_faces += len(res.faces)
             for f in res.faces:
                 for k, action in enumerate(f.guard):
@@ -137,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
         report["files"].append(entry)
     report_bytes = (json.dumps(report, indent=2) + "\n").encode()
     atomic_write_bytes(protected_path(out / "report.json", files), report_bytes)
-    ok = len(files) - (failed - len(missing))
-    print(f"{len(files) + len(missing)} input(s): {ok} restored ({n_faces} faces), "
+    ok = len(files) - (failed - len(missing) - len(empty))
+    print(f"{len(files) + len(missing) + len(empty)} input(s): {ok} restored ({n_faces} faces), "
           f"{failed} failed; results in {out}")
     return 1 if failed else 0
 
@@ -150,12 +180,18 @@ def _load_restorer(args: argparse.Namespace):
     from facemend.training.distributed import pick_device
 
     if args.backend == "onnx":
-        from facemend.inference.onnx_backend import onnx_restorer
+        from facemend.inference.onnx_backend import OnnxBackendError, onnx_restorer
 
         if not args.onnx:
             raise ValueError("--backend onnx needs --onnx FILE (see `facemend export --onnx`)")
-        restorer, size = onnx_restorer(args.onnx, args.noise_scale, args.seed)
+        try:  # noise_scale None: what the graph allows (0 for a --noise zero export)
+            restorer, size = onnx_restorer(args.onnx, args.noise_scale, args.seed)
+        except OnnxBackendError as e:
+            raise ValueError(str(e)) from None
+        args.noise_scale = restorer.noise_scale
         return restorer, size, {"backend": "onnx", "file": str(args.onnx)}
+    if args.noise_scale is None:
+        args.noise_scale = 1.0
     device = pick_device(args.device)
     weights = args.weights or DEFAULT_WEIGHTS
     G = from_pretrained(weights, device=device)
@@ -185,9 +221,11 @@ def _face_json(f) -> dict:
             "guard": list(f.guard)}
 
 
-def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protected) -> list[str]:
+def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protected,
+                   suffix: str | None = None) -> list[str]:
     """Write crops, restored faces, comparisons and whole images (with the input's alpha and ICC
-    profile; orientation already in the pixels); returns the paths written."""
+    profile; orientation already in the pixels); returns the paths written. `suffix` (GFPGAN's
+    and CodeFormer's --suffix) is added to the names of restored faces and whole images."""
     from facemend.inference.files import check_not_input
     from facemend.io import save_image
 
@@ -197,21 +235,22 @@ def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protect
 
     written = []
     multi = len(res.images) > 1
+    tag = f"_{suffix}" if suffix else ""
     for f in res.faces:
         p = out / "cropped_faces" / f"{stem}_{f.index:02d}.png"
         save_rgb(p, f.cropped)
         written.append(str(p))
         for k, face in enumerate(f.restored):
-            suffix = f"_s{k}" if multi else ""
-            p = out / "restored_faces" / f"{stem}_{f.index:02d}{suffix}.png"
+            sample = f"_s{k}" if multi else ""
+            p = out / "restored_faces" / f"{stem}_{f.index:02d}{sample}{tag}.png"
             save_rgb(p, face)
-            p2 = out / "cmp" / f"{stem}_{f.index:02d}{suffix}.png"
+            p2 = out / "cmp" / f"{stem}_{f.index:02d}{sample}.png"
             save_rgb(p2, np.concatenate([f.cropped, face], axis=1))
             written += [str(p), str(p2)]
     if not aligned:
         for k, image in enumerate(res.images):
-            suffix = f"_s{k}" if multi else ""
-            p = out / "restored_imgs" / f"{stem}{suffix}.{ext}"
+            sample = f"_s{k}" if multi else ""
+            p = out / "restored_imgs" / f"{stem}{sample}{tag}.{ext}"
             save_rgb(p, image, icc_profile=loaded.icc_profile, alpha=loaded.alpha)
             written.append(str(p))
     return written

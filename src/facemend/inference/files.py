@@ -51,6 +51,28 @@ def expand_inputs(
     return unique, missing
 
 
+def empty_folders(
+    inputs: list[str], recursive: bool = False, skip_outputs_of: Path | None = None
+) -> dict[str, str]:
+    """{folder: why} for each folder among `inputs` that contributes no image file.
+
+    The reason says how many images its sub-folders hold (and to add --recursive) when that is
+    why, or that the folder holds no image at all.
+    """
+    out: dict[str, str] = {}
+    for item in inputs:
+        p = Path(item)
+        if not p.is_dir() or expand_inputs([item], recursive, skip_outputs_of)[0]:
+            continue
+        below = [] if recursive else expand_inputs([item], True, skip_outputs_of)[0]
+        if below:
+            out[item] = (f"no image directly in this folder; its sub-folders hold {len(below)} "
+                         "(add --recursive)")
+        else:
+            out[item] = "no image file in this folder" + (" or below" if recursive else "")
+    return out
+
+
 def output_names(files: list[Path], out: Path) -> dict[Path, str]:
     """A unique output stem per input: the file stem, or stem_ext when two inputs share a stem,
     with `_restored` added where an output would land on an input file."""

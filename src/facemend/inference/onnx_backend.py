@@ -4,7 +4,8 @@
 exported with `noise="input"`, it draws eps with a seeded `torch.Generator` in exactly the order
 and shapes `Generator.make_noise` uses, scaled by noise_scale, so `--seed` gives the same faces
 as the torch backend (to float rounding); noise_scale 0 feeds zeros and draws nothing, as
-torch does. A `noise="zero"` graph is deterministic and accepts only noise_scale 0.
+torch does. A `noise="zero"` graph is deterministic and accepts only noise_scale 0;
+noise_scale None means the graph's own default: 1 with noise inputs, 0 for a zero-noise graph.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class OnnxRestorer:
     """Callable (B, 3, S, S) [-1, 1] -> (B, 3, S, S) running a facemend ONNX export."""
 
     def __init__(
-        self, path: str | Path, noise_scale: float = 1.0, seed: int = 0,
+        self, path: str | Path, noise_scale: float | None = 1.0, seed: int = 0,
         threads: int | None = None,
     ) -> None:
         self.path = Path(path)
@@ -58,10 +59,13 @@ class OnnxRestorer:
         self.noise_mode = meta[META_PREFIX + "noise"]
         shapes = json.loads(meta[META_PREFIX + "noise_shapes"])
         self.noise_shapes = [tuple(s) for s in shapes] if self.noise_mode == "input" else []
+        if noise_scale is None:
+            noise_scale = 0.0 if self.noise_mode == "zero" else 1.0
         if self.noise_mode == "zero" and noise_scale != 0:
             raise OnnxBackendError(
-                f"{self.path}: exported with --noise zero (deterministic); use --noise-scale 0 "
-                "or re-export with --noise input"
+                f"{self.path}: exported with --noise zero (deterministic), so noise scale "
+                f"{noise_scale:g} cannot be applied; use --noise-scale 0 (or leave it out) or "
+                "re-export with `facemend export --noise input`"
             )
         self.noise_scale = float(noise_scale)
         self.generator = torch.Generator().manual_seed(seed)
@@ -95,8 +99,10 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def onnx_restorer(
-    path: str | Path, noise_scale: float = 1.0, seed: int = 0, threads: int | None = None
+    path: str | Path, noise_scale: float | None = 1.0, seed: int = 0,
+    threads: int | None = None,
 ) -> tuple[OnnxRestorer, int]:
-    """(restorer, size) for `restore_photo` from an ONNX file written by `facemend export`."""
+    """(restorer, size) for `restore_photo` from an ONNX file written by `facemend export`
+    (noise_scale None: the graph's default, see the module docstring)."""
     restorer = OnnxRestorer(path, noise_scale=noise_scale, seed=seed, threads=threads)
     return restorer, restorer.size
