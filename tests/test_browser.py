@@ -90,8 +90,8 @@ def _study(root: Path) -> Path:
                  embedder_name="mean colour", method_name=name, progress=False,
                  save_outputs=True)
         runs.append(root / name)
-    create_study(runs, root / "study.sqlite", trials=4, seed=0)
-    return root / "study.sqlite"
+    info = create_study(runs, root / "study.sqlite", trials=4, seed=0, raters=["alice"])
+    return root / "study.sqlite", dict(info["raters"])["alice"]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def server(tmp_path_factory):
     from facemend.web.app import ServerSettings, create_app
 
     root = tmp_path_factory.mktemp("browser")
-    study = _study(root)
+    study, token = _study(root)
     weights = os.environ.get("FACEMEND_SCREENSHOT_WEIGHTS")
     model = None
     if not weights:
@@ -122,7 +122,7 @@ def server(tmp_path_factory):
     while not srv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", study
+    yield f"http://127.0.0.1:{port}", study, token
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -168,7 +168,7 @@ def test_restore_page_uploads_and_shows_result(server, driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, _ = server
+    base = server[0]
     driver.get(base + "/")
     driver.find_element(By.ID, "file").send_keys(str(PHOTO))
     driver.find_element(By.ID, "seed").clear()
@@ -195,10 +195,8 @@ def test_study_page_votes_and_resumes(server, driver):
 
     from facemend.web.study import next_trial
 
-    base, study = server
-    driver.get(base + "/study")
-    driver.find_element(By.ID, "rater").send_keys("alice")
-    driver.find_element(By.ID, "start").click()
+    base, study, token = server
+    driver.get(base + "/study#token=" + token)  # the rater's personal link
     WebDriverWait(driver, 20).until(lambda d: _loaded(d, "#option-2 img"))
     assert "trial 1 of 4" in driver.find_element(By.ID, "progress").text
     _screenshot(driver, "study")
@@ -223,7 +221,7 @@ def test_api_docs_render_offline(server, driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, _ = server
+    base = server[0]
     driver.get(base + "/docs")
     WebDriverWait(driver, 20).until(
         lambda d: "/api/restore" in d.find_element(By.TAG_NAME, "body").text)

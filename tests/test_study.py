@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from facemend.evaluation import evaluate
 from facemend.web.study import (
     DuplicateVoteError,
     StudyError,
+    UnknownRaterError,
     create_study,
     next_trial,
+    rater_for_token,
     record_vote,
     trial_image,
 )
@@ -30,6 +33,7 @@ from facemend.web.study_report import (
 )
 
 N_IMAGES = 6
+RATERS = ["alice", "bob", "carol", "dave", "erin"]
 
 
 def _embed(images: list[np.ndarray]) -> np.ndarray:
@@ -126,7 +130,7 @@ def test_create_errors(runs, tmp_path):
 
 def test_vote_duplicate_and_resume(runs, tmp_path):
     study = tmp_path / "s.sqlite"
-    create_study(runs, study, trials=5, seed=2)
+    create_study(runs, study, trials=5, seed=2, raters=RATERS)
     first = next_trial(study, "alice")
     assert first["done"] == 0 and first["total"] == 5 and first["options"] == 3
     assert first["reference"] is True
@@ -148,9 +152,18 @@ def test_vote_duplicate_and_resume(runs, tmp_path):
         rows = conn.execute("SELECT rater, trial, position, time FROM votes "
                             "WHERE trial = ?", (first["trial"],)).fetchall()
     assert rows == [("alice", first["trial"], 2, "2025-01-01T00:00:00+00:00")]  # first counts
-    for bad in ("", "a b", "x" * 65, "../etc"):
+    for bad in ("", "a b", "x" * 65, "../etc", "alice\n", "eve\n"):
         with pytest.raises(StudyError, match="rater id"):
             next_trial(study, bad)
+        with pytest.raises(StudyError, match="rater id"):
+            record_vote(study, bad, first["trial"], 0)
+    with pytest.raises(UnknownRaterError, match="not in this study"):  # invented raters
+        record_vote(study, "mallory", first["trial"], 0)
+    for trial in (0, -1, 2**70):
+        with pytest.raises(StudyError, match="no such trial"):
+            record_vote(study, "bob", trial, 0)
+        with pytest.raises(StudyError, match="no such trial"):
+            trial_image(study, trial, 0)
     with pytest.raises(StudyError, match="no option 7"):
         record_vote(study, "bob", first["trial"], 7)
     with pytest.raises(StudyError, match="not found"):
@@ -177,7 +190,7 @@ def test_wilson_and_agreement_hand_checked():
 
 def test_report_numbers(runs, tmp_path, capsys):
     study = tmp_path / "s.sqlite"
-    create_study(runs, study, trials=4, seed=3, tasks=["sr8"])
+    create_study(runs, study, trials=4, seed=3, tasks=["sr8"], raters=RATERS)
     opts = _options(study)
     pos = {t: {label: p for p, label in o.items()} for t, o in opts.items()}
     # alice picks the oracle 4 times; bob 3 times, and lanczos once (on the last trial)
@@ -203,9 +216,11 @@ def test_report_numbers(runs, tmp_path, capsys):
     assert "| oracle | inf | - | 1.000 | 87.5 | 52.9 – 97.8 | 7 / 8 |" in out
     assert "| identity |" in out and "| 0.0 | 0.0 – 32.4 | 0 / 8 |" in out
     assert "Fleiss' kappa -0.143" in out and "pairwise agreement 75.0%" in out
+    assert "Counted: 8 votes (at most one per rater and trial) from 2 of the 5 raters" in out
     assert (tmp_path / "rep" / "report.md").read_text() == out
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert saved["tasks"]["sr8"]["votes"] == 8
+    assert saved["tasks"]["sr8"]["votes"] == 8 and saved["raters_issued"] == 5
+    assert saved["votes_per_rater"] == {"alice": 4, "bob": 4}
     assert write_report(study) == out
 
 
@@ -213,8 +228,20 @@ def test_cli_create_and_errors(runs, tmp_path, capsys):
     study = tmp_path / "cli.sqlite"
     argv = ["study", "create", "--runs", *map(str, runs), "--out", str(study), "--trials", "3",
             "--seed", "5", "--tasks", "bfr"]
-    assert main(argv) == 0
-    assert "3 choice trials" in capsys.readouterr().out and len(_options(study)) == 3
+    assert main(argv + ["--raters", "3", "--url", "http://study.example:8000"]) == 0
+    out = capsys.readouterr().out
+    assert "3 choice trials" in out and len(_options(study)) == 3
+    links = re.findall(r"  (rater\d\d): http://study\.example:8000/study#token=([\w-]+)", out)
+    assert [n for n, _ in links] == ["rater01", "rater02", "rater03"]
+    assert len({t for _, t in links}) == 3 and all(len(t) >= 22 for _, t in links)
+    assert rater_for_token(study, links[1][1]) == "rater02"
+    assert main(["study", "raters", str(study), "--add", "zoe"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"zoe: http://127\.0\.0\.1:7860/study#token=[\w-]{22}", out)
+    assert main(["study", "raters", str(study)]) == 0
+    assert capsys.readouterr().out.count("#token=") == 4
+    assert main(["study", "raters", str(study), "--add", "zoe"]) == 1
+    assert "listed twice" in capsys.readouterr().err
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert "already exists" in err and "\n" not in err
@@ -222,7 +249,15 @@ def test_cli_create_and_errors(runs, tmp_path, capsys):
     assert "study file not found" in capsys.readouterr().err
 
 
-def test_study_pages_and_api(runs, tmp_path):
+@pytest.mark.parametrize("argv", [["study", "--help"], ["study", "report", "--help"],
+                                  ["study", "create", "--help"], ["study", "raters", "--help"]])
+def test_study_help_works(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0 and "usage: facemend study" in capsys.readouterr().out
+
+
+def _client(runs, tmp_path, **kwargs):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -231,34 +266,81 @@ def test_study_pages_and_api(runs, tmp_path):
     from facemend.web.app import ServerSettings, create_app
 
     study = tmp_path / "s.sqlite"
-    create_study(runs, study, trials=3, seed=4)
+    info = create_study(runs, study, trials=3, seed=4, raters=RATERS, **kwargs)
     G = Generator(ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
                               num_skips=1, codebook_size=8)).eval()
     app = create_app(ServerSettings(study=str(study), identity=False), model=G)
-    with TestClient(app) as c:
+    return TestClient(app), study, dict(info["raters"])
+
+
+def test_study_pages_and_api(runs, tmp_path):
+    client, study, tokens = _client(runs, tmp_path)
+    with client as c:
         assert c.get("/healthz").json()["study"] is True
         page = c.get("/study")
-        assert page.status_code == 200 and 'id="rater"' in page.text
-        t = c.get("/api/study/next", params={"rater": "alice"}).json()
-        assert t["done"] == 0 and t["total"] == 3 and len(t["images"]) == 3
+        assert page.status_code == 200 and "#token=" in page.text
+        r = c.post("/api/study/session", json={"token": tokens["alice"]})
+        assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
+        t = r.json()
+        assert t["rater"] == "alice" and t["done"] == 0 and t["total"] == 3
+        assert len(t["images"]) == 3
         assert "oracle" not in json.dumps(t) and "lanczos" not in json.dumps(t)  # blind
         for url in t["images"] + [t["reference_url"]]:
             r = c.get(url)
             assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-        assert c.cookies.get("facemend_rater") == "alice"
+        assert c.cookies.get("facemend_rater") == tokens["alice"]
         vote = {"trial": t["trial"], "position": 1}
         r = c.post("/api/study/votes", json=vote)  # rater from the cookie
         assert r.status_code == 201 and r.json()["rater"] == "alice"
-        r = c.post("/api/study/votes", json={**vote, "rater": "alice"})
+        r = c.post("/api/study/votes", json=vote)
         assert r.status_code == 409 and "already voted" in r.json()["detail"]
         t2 = c.get("/api/study/next").json()  # resumes from the cookie
         assert t2["done"] == 1 and t2["trial"] != t["trial"]
-        assert c.post("/api/study/votes", json={**vote, "rater": "a b"}).status_code == 400
-        r = c.post("/api/study/votes", json={"trial": 999, "position": 0, "rater": "bob"})
+        r = c.post("/api/study/votes", json={"trial": 999, "position": 0})
         assert r.status_code == 404
         assert c.post("/api/study/votes", json={"trial": "x"}).status_code == 422
         assert c.get(f"/api/study/trials/{t['trial']}/options/9").status_code == 404
         assert c.get("/api/study/trials/0/options/0").status_code == 422
         c.cookies.clear()
         r = c.get("/api/study/next")
-        assert r.status_code == 400 and "rater id missing" in r.json()["detail"]
+        assert r.status_code == 401 and "personal study link" in r.json()["detail"]
+
+
+def test_study_cannot_be_tampered_with(runs, tmp_path):
+    """Raters are who their link says: no voting as another, no invented raters, no peeking."""
+    client, study, tokens = _client(runs, tmp_path)
+    with client as c:
+        t = c.post("/api/study/session", json={"token": tokens["bob"]}).json()
+        trial = t["trial"]
+        # a body naming another rater is refused, and alice's trial stays open for her
+        r = c.post("/api/study/votes", json={"trial": trial, "position": 0, "rater": "alice"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("rater")
+        alice_trials = next_trial(study, "alice")
+        assert alice_trials["done"] == 0
+        # someone else's progress is not shown by naming them
+        r = c.get("/api/study/next", params={"rater": "alice"})
+        assert r.status_code == 200 and r.json()["rater"] == "bob"
+        c.cookies.clear()
+        assert c.get("/api/study/next", params={"rater": "alice"}).status_code == 401
+        # invented raters and tokens get nowhere: 50 of them add no vote
+        for k in range(50):
+            c.cookies.set("facemend_rater", f"invented-token-{k:04d}-xxxxxxxx")
+            assert c.post("/api/study/votes", json={"trial": trial, "position": 0}
+                          ).status_code == 403
+        c.cookies.clear()
+        for bad in ("eve\n", "alice", "x" * 200, tokens["alice"] + "\n"):
+            r = c.post("/api/study/session", json={"token": bad})
+            assert r.status_code in (403, 422), bad
+        with sqlite3.connect(study) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 0
+        # one vote per rater and trial; huge trial ids are 4xx, never 500
+        c.post("/api/study/session", json={"token": tokens["carol"]})
+        assert c.post("/api/study/votes", json={"trial": trial, "position": 0}).status_code == 201
+        assert c.post("/api/study/votes", json={"trial": trial, "position": 1}).status_code == 409
+        for big in (2**31, 2**70):
+            assert c.post("/api/study/votes", json={"trial": big, "position": 0}
+                          ).status_code == 422
+            assert c.get(f"/api/study/trials/{big}/options/0").status_code == 422
+            assert c.get(f"/api/study/trials/{big}/reference").status_code == 422
+        stats = study_stats(study)
+        assert (stats["votes"], stats["raters"], stats["raters_issued"]) == (1, 1, 5)

@@ -14,9 +14,12 @@ Image bytes are copied into the file (deduplicated by sha256), so a study can be
 machine and the server never opens paths derived from a request. Method names never reach the
 page: options are served by (trial, position).
 
-Votes: (rater, trial, position, method, UTC time). A second vote by the same rater on the same
-trial is rejected (`DuplicateVoteError`): the first answer counts, as a rater cannot change a blind
-answer after seeing the next trial.
+Raters: only the raters the study file lists can vote. `create_study(raters=...)` (and later
+`add_raters`) issues each one a name and an unguessable token (`secrets.token_urlsafe`, 128 bits);
+the rater's personal link carries the token, and the server knows the rater only by it
+(`rater_for_token`), never by a name a client sends. Votes: (rater, trial, position, method, UTC
+time), one per rater and trial: a second vote is rejected (`DuplicateVoteError`), the first answer
+counts, as a rater cannot change a blind answer after seeing the next trial.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import os
 import random
 import re
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +40,12 @@ from typing import Any
 
 from PIL import Image
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MODES = ("choice", "pairwise")
-RATER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+RATER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")  # used with fullmatch
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{22,64}\Z")  # secrets.token_urlsafe(16) is 22 chars
+MAX_TRIAL = 2**31 - 1  # trial ids are 1..number of trials; larger ones are refused up front
+MAX_RATERS = 10_000
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +60,7 @@ CREATE TABLE options(trial INTEGER NOT NULL REFERENCES trials(id), position INTE
 CREATE TABLE votes(rater TEXT NOT NULL, trial INTEGER NOT NULL REFERENCES trials(id),
                    position INTEGER NOT NULL, method INTEGER NOT NULL REFERENCES methods(id),
                    time TEXT NOT NULL, PRIMARY KEY(rater, trial));
+CREATE TABLE raters(name TEXT PRIMARY KEY, token TEXT UNIQUE NOT NULL, created TEXT NOT NULL);
 """
 
 
@@ -62,6 +70,10 @@ class StudyError(ValueError):
 
 class DuplicateVoteError(StudyError):
     """The rater already voted on this trial (the first vote counts)."""
+
+
+class UnknownRaterError(StudyError):
+    """A token or rater name that the study file does not list."""
 
 
 @dataclass(frozen=True)
@@ -145,8 +157,10 @@ def create_study(
     labels: list[str] | None = None,
     reference: bool = True,
     force: bool = False,
+    raters: int | list[str] = 10,
 ) -> dict[str, Any]:
-    """Build the study file from >= 2 runs (see the module docstring); returns a summary."""
+    """Build the study file from >= 2 runs (see the module docstring); returns a summary whose
+    "raters" is [(name, token)] of the raters issued (a count names them rater01, ...)."""
     if mode not in MODES:
         raise StudyError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
     if len(run_dirs) < 2:
@@ -172,6 +186,7 @@ def create_study(
     if not 1 <= n_trials <= len(candidates):
         raise StudyError(f"--trials {trials}: between 1 and {len(candidates)} possible here")
     picked = rng.sample(candidates, n_trials)  # random subset in random order
+    rater_names = _rater_names(raters, [])
     out = Path(out)
     if out.exists() and not force:
         raise StudyError(f"{out}: already exists (use --force to replace it)")
@@ -201,13 +216,86 @@ def create_study(
             for pos, m in enumerate(order):
                 conn.execute("INSERT INTO options VALUES (?, ?, ?, ?)",
                              (tid, pos, m, _put_image(conn, runs[m].outputs[task][name])))
+        issued = _insert_raters(conn, rater_names)
         conn.commit()
     finally:
         conn.close()
     os.replace(tmp, out)
     return {"file": str(out), "mode": mode, "trials": n_trials, "methods": names,
             "tasks": chosen_tasks, "possible": len(candidates),
-            "without_reference": no_ref if reference else n_trials}
+            "without_reference": no_ref if reference else n_trials, "raters": issued}
+
+
+def _rater_names(raters: int | list[str], existing: list[str]) -> list[str]:
+    """New rater names: `raters` as given (checked), or that many numbered names."""
+    if isinstance(raters, int):
+        if not 0 <= raters + len(existing) <= MAX_RATERS:
+            raise StudyError(f"--raters {raters}: a study holds 0 to {MAX_RATERS} raters")
+        names, k = [], len(existing)
+        while len(names) < raters:
+            k += 1
+            name = f"rater{k:02d}"
+            if name not in existing:
+                names.append(name)
+        return names
+    for n in raters:
+        check_rater(n)
+    dup = sorted({n for n in raters if raters.count(n) > 1 or n in existing})
+    if dup:
+        raise StudyError(f"rater {dup[0]} is listed twice")
+    if len(raters) + len(existing) > MAX_RATERS:
+        raise StudyError(f"a study holds at most {MAX_RATERS} raters")
+    return list(raters)
+
+
+def _insert_raters(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str, str]]:
+    """Issue a fresh token to each name; returns [(name, token)]."""
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    issued = [(n, secrets.token_urlsafe(16)) for n in names]
+    conn.executemany("INSERT INTO raters VALUES (?, ?, ?)", [(n, t, now) for n, t in issued])
+    return issued
+
+
+def add_raters(path: str | Path, raters: int | list[str]) -> list[tuple[str, str]]:
+    """Issue more raters (a count or names) in an existing study; returns [(name, token)]."""
+    conn = connect(path)
+    try:
+        existing = [str(r[0]) for r in conn.execute("SELECT name FROM raters")]
+        with conn:
+            return _insert_raters(conn, _rater_names(raters, existing))
+    finally:
+        conn.close()
+
+
+def list_raters(path: str | Path) -> list[dict[str, Any]]:
+    """Every rater: name, token, votes so far."""
+    conn = connect(path)
+    try:
+        rows = conn.execute("SELECT r.name, r.token, COUNT(v.trial) FROM raters r LEFT JOIN "
+                            "votes v ON v.rater = r.name GROUP BY r.name ORDER BY r.created, "
+                            "r.name").fetchall()
+        return [{"name": n, "token": t, "votes": int(c)} for n, t, c in rows]
+    finally:
+        conn.close()
+
+
+def rater_for_token(path: str | Path, token: str) -> str:
+    """The rater a token was issued to; UnknownRaterError for any other string."""
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+        raise UnknownRaterError("not a valid study link: open the personal link you were given")
+    conn = connect(path)
+    try:
+        rows = conn.execute("SELECT name, token FROM raters").fetchall()
+    finally:
+        conn.close()
+    name = None
+    for n, t in rows:  # compare every token in constant time (no early exit on a prefix)
+        if secrets.compare_digest(str(t), token):
+            name = str(n)
+    if name is None:
+        raise UnknownRaterError("this study link is not (or no longer) valid; ask the study's "
+                                "organiser for yours")
+    return name
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -223,7 +311,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
         raise StudyError(f"{p}: not a facemend study file ({e})") from None
     if row is None or json.loads(row[0]) != SCHEMA_VERSION:
         conn.close()
-        raise StudyError(f"{p}: unsupported study schema {row and row[0]}")
+        old = row is not None and json.loads(row[0]) == 1
+        raise StudyError(f"{p}: made by an older facemend without per-rater links; recreate it "
+                         "with `facemend study create`" if old else
+                         f"{p}: unsupported study schema {row and row[0]}")
     return conn
 
 
@@ -233,10 +324,24 @@ def meta(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def check_rater(rater: str) -> str:
-    """A rater id: 1-64 letters, digits, '_', '.', '@', '-' (no spaces)."""
-    if not isinstance(rater, str) or not RATER_RE.match(rater):
+    """A rater name: 1-64 letters, digits, '_', '.', '@', '-' (no spaces, no newline)."""
+    if not isinstance(rater, str) or not RATER_RE.fullmatch(rater):
         raise StudyError("rater id: use 1-64 letters, digits, '_', '.', '@' or '-'")
     return rater
+
+
+def _known_rater(conn: sqlite3.Connection, rater: str) -> str:
+    """`rater` if the study lists it, else UnknownRaterError."""
+    check_rater(rater)
+    if conn.execute("SELECT 1 FROM raters WHERE name = ?", (rater,)).fetchone() is None:
+        raise UnknownRaterError(f"rater {rater} is not in this study")
+    return rater
+
+
+def _check_trial(trial: int) -> int:
+    if isinstance(trial, bool) or not isinstance(trial, int) or not 1 <= trial <= MAX_TRIAL:
+        raise StudyError(f"no such trial {str(trial)[:20]}")
+    return trial
 
 
 def rater_order(conn: sqlite3.Connection, rater: str) -> list[int]:
@@ -250,7 +355,7 @@ def next_trial(path: str | Path, rater: str) -> dict[str, Any]:
     """The rater's next unvoted trial (or done) and progress: {done, total, trial, options}."""
     conn = connect(path)
     try:
-        order = rater_order(conn, rater)
+        order = rater_order(conn, _known_rater(conn, rater))
         voted = {int(r[0]) for r in conn.execute("SELECT trial FROM votes WHERE rater = ?",
                                                  (rater,))}
         todo = [t for t in order if t not in voted]
@@ -271,8 +376,13 @@ def record_vote(
 ) -> dict[str, Any]:
     """Store one vote; raises DuplicateVoteError for a second vote on the same trial."""
     check_rater(rater)
+    _check_trial(trial)
     conn = connect(path)
     try:
+        _known_rater(conn, rater)
+        if isinstance(position, bool) or not isinstance(position, int) or \
+                not 0 <= position <= 63:
+            raise StudyError(f"trial {trial} has no option {str(position)[:20]}")
         row = conn.execute("SELECT method FROM options WHERE trial = ? AND position = ?",
                            (trial, position)).fetchone()
         if row is None:
@@ -291,6 +401,7 @@ def record_vote(
 
 def trial_image(path: str | Path, trial: int, position: int | None) -> bytes:
     """Bytes of option `position` of a trial, or of its reference input when position is None."""
+    _check_trial(trial)
     conn = connect(path)
     try:
         if position is None:

@@ -8,6 +8,8 @@ Agreement between raters, over trials voted on by >= 2 raters, with the chosen m
 category: Fleiss' kappa (variable number of raters per trial, Fleiss 1971 with per-item n_i) and
 pairwise percent agreement (share of rater pairs on the same trial that chose the same option).
 The PSNR / LPIPS / iPrecision columns come from each run's results.json for that task.
+Every vote counted comes from a rater the study issued a personal link to (one vote per rater
+and trial); the report says how many votes and raters it counts, of how many raters issued.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def study_stats(path: str | Path) -> dict[str, Any]:
                              "JOIN trials t ON t.id = o.trial JOIN votes v ON v.trial = o.trial "
                              "GROUP BY t.task, o.method").fetchall()
         trials_per_task = dict(conn.execute("SELECT task, COUNT(*) FROM trials GROUP BY task"))
+        issued = int(conn.execute("SELECT COUNT(*) FROM raters").fetchone()[0])
     finally:
         conn.close()
     n_shown = {(t, int(m)): int(n) for t, m, n in shown}
@@ -100,7 +103,9 @@ def study_stats(path: str | Path) -> dict[str, Any]:
             "trials_with_2plus_raters": sum(1 for r in counts if sum(r) >= 2),
         }
     return {"mode": info["mode"], "seed": info["seed"], "votes": len(votes),
-            "raters": len({v[0] for v in votes}), "tasks": tasks}
+            "raters": len({v[0] for v in votes}), "raters_issued": issued,
+            "votes_per_rater": dict(sorted(Counter(str(v[0]) for v in votes).items())),
+            "tasks": tasks}
 
 
 def _num(v: Any, digits: int) -> str:
@@ -117,6 +122,8 @@ def report_markdown(stats: dict[str, Any]) -> str:
     pref_note = ("share of votes (choice of the best of all methods)" if mode == "choice"
                  else "win rate in pairwise trials")
     lines = [f"# User study ({mode} mode): {stats['votes']} votes from {stats['raters']} raters",
+             "", f"Counted: {stats['votes']} votes (at most one per rater and trial) from "
+             f"{stats['raters']} of the {stats['raters_issued']} raters issued a personal link.",
              ""]
     for task, t in stats["tasks"].items():
         lines += [f"## Table 2 layout: {TASK_LABELS.get(task, task)}", "",

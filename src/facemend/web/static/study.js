@@ -1,15 +1,8 @@
-// facemend study page: rater id (cookie) -> next trial -> vote -> next, resumable.
+// facemend study page: personal link (#token=...) -> signed-in cookie -> next trial -> vote.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const COOKIE = "facemend_rater";
-let rater = null;
 let current = null;
-
-function getCookie(name) {
-  const m = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
-  return m ? decodeURIComponent(m[1]) : null;
-}
 
 function setStatus(text, error = false) {
   $("status").textContent = text;
@@ -52,14 +45,14 @@ function render(t) {
 }
 
 async function next() {
-  render(await api(`/api/study/next?rater=${encodeURIComponent(rater)}`));
+  render(await api("/api/study/next"));
 }
 
 async function vote(position) {
   if (!current || current.trial === null) return;
   try {
     await api("/api/study/votes", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ rater, trial: current.trial, position }) });
+      body: JSON.stringify({ trial: current.trial, position }) });
     setStatus("");
   } catch (e) {
     if (e.status !== 409) { setStatus("error: " + e.message, true); return; }
@@ -67,16 +60,24 @@ async function vote(position) {
   await next();
 }
 
-async function start(id) {
-  rater = id;
-  document.cookie = `${COOKIE}=${encodeURIComponent(id)}; max-age=${180 * 86400}; samesite=lax`;
-  try { await next(); } catch (e) { setStatus("error: " + e.message, true); }
+async function start() {
+  const m = location.hash.match(/^#token=([A-Za-z0-9_-]+)$/);
+  try {
+    if (m) {  // sign in once; the token then lives in an HttpOnly cookie, not in the address
+      history.replaceState(null, "", location.pathname);
+      render(await api("/api/study/session", { method: "POST",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: m[1] }) }));
+    } else {
+      await next();
+    }
+  } catch (e) {
+    $("login").hidden = false;
+    if (e.status !== 401) setStatus("error: " + e.message, true);
+  }
 }
 
-$("rater-form").addEventListener("submit", (ev) => { ev.preventDefault(); start($("rater").value); });
 document.addEventListener("keydown", (ev) => {
   const n = Number(ev.key);
   if (current && current.trial !== null && n >= 1 && n <= current.images.length) vote(n - 1);
 });
-const saved = getCookie(COOKIE);
-if (saved) { $("rater").value = saved; start(saved); }
+start();
