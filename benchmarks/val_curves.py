@@ -5,8 +5,8 @@ and `images` / `images_per_s` every `log_every` steps. Minutes are the sum of ea
 window's images / images_per_s: training time without validation and checkpoints, comparable
 between runs only when they ran under the same load (here: two one-thread runs side by side).
 Writes a PNG with both panels and a Markdown table of validation PSNR at common steps.
-Usage: python benchmarks/val_curves.py --run NAME=runs/s4-same --run NAME2=runs/s6-lowwide \
-           --out docs/widen-val_curves
+Usage: python benchmarks/val_curves.py --run 'lr 5e-4=runs/a' --run 'lr 2e-3=runs/b' \
+           --out docs/lr-val_curves
 """
 
 from __future__ import annotations

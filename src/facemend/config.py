@@ -141,8 +141,8 @@ class TrainConfig:
     num_workers: int = 0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: CUDA bf16 where available, else fp32
     # a weights folder (facemend restore --weights format) to start G and its EMA from; the model
-    # may add modules to it (they start fresh) or widen it (exactly); ignored on --resume. D
-    # always starts fresh.
+    # may add modules to it (they start fresh) or double its resolution 1+ times
+    # (facemend.models.grow); ignored on --resume. D always starts fresh.
     init_from: str | None = None
     compile: bool = False  # torch.compile G and D for training (minutes to compile; long runs)
     log_every: int = 10

@@ -9,7 +9,6 @@ never unpickles. Problems are `WeightsError`s with one line naming the folder an
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from facemend import __version__
 from facemend.config import ConfigError, ModelConfig, from_dict, to_dict
 from facemend.io import atomic_write_bytes, sniff_format
 from facemend.models.generator import Generator
-from facemend.models.layers import EqualConv2d, EqualLinear, ModulatedConv2d
+from facemend.models.grow import grow_levels, grow_state
 
 FORMAT = "facemend-generator"
 FORMAT_VERSION = 1
@@ -29,9 +28,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "default"
 # ModelConfig fields in which `init_from_weights` lets the new model differ from the folder's
-GROWABLE = ("full_res_skip", "num_skips", "d_channel_base", "d_max_channels", "mbstd_group")
-# ... and those it may raise, as long as no resolution gets fewer channels (`_widen`)
-WIDENABLE = ("channel_base", "max_channels")
+ADDABLE = ("full_res_skip", "num_skips", "d_channel_base", "d_max_channels", "mbstd_group")
 
 
 class WeightsError(ValueError):
@@ -142,97 +139,32 @@ def from_pretrained(
 
 
 def init_from_weights(model: Generator, folder: str | Path) -> tuple[list[str], list[str]]:
-    """Start `model` from a weights folder whose architecture it extends; returns the names of
-    the tensors the folder lacks (they keep their fresh initialisation) and of those widened.
+    """Start `model` from a weights folder of the same architecture, or of one that `model` only
+    adds to; returns the names of the tensors the folder lacks (they keep their fresh
+    initialisation) and an empty list (no tensor changes shape; the pair is what the training
+    loop unpacks).
 
-    Every tensor in the folder must exist in `model` with the same shape, and the two configs may
-    differ only in what adds modules (`full_res_skip`, more `num_skips`, a `resolution` 2^k times
-    larger), in wider channels, or in what concerns D: a model that only adds can start from a
-    smaller one, a different one cannot. Growing the resolution adds k encoder blocks and decoder
-    levels on top; the smaller model's encoder blocks move down k places and its fromRGB layer is
-    dropped (the larger model's feature at the old H comes from its new top block). Widening
-    keeps the function exactly (`_widen`).
+    The two configs may differ only in what adds modules (`full_res_skip`, more `num_skips`, a
+    `resolution` 2^k times larger: `facemend.models.grow`) or in what concerns D. Every tensor
+    in the folder must exist in `model` with the same shape.
     """
     small = load_config_from_dir(folder)
     saved, wanted = to_dict(small), to_dict(model.cfg)
     where = Path(folder) / CONFIG_FILE
-    wider = all(model.cfg.channels(2**k) >= small.channels(2**k)
-                for k in range(2, small.log2_res + 1))
     for key in sorted(wanted):
-        if key in GROWABLE or key == "resolution" or saved.get(key) == wanted[key]:
-            continue
-        if key in WIDENABLE and wider and not small.quantize and small.fusion != "concat":
-            continue  # codebooks and [p, q] concatenations do not embed in wider ones exactly
-        need = ("the same value or, with model.quantize=false and a fusion other than concat, "
-                "at least as many channels at every resolution" if key in WIDENABLE
-                else "the same value")
-        raise WeightsError(f"{where}: model.{key} is {saved.get(key)!r}, "
-                           f"this run has {wanted[key]!r}; init_from needs {need}")
-    if wanted["resolution"] < saved["resolution"]:  # both are powers of two (ModelConfig)
-        raise WeightsError(f"{where}: model.resolution is {saved['resolution']}, this run has "
-                           f"{wanted['resolution']}; init_from needs the same or a larger one")
-    state = read_weights(folder)
-    levels = (wanted["resolution"] // saved["resolution"]).bit_length() - 1
-    if levels:
-        state = _shift_encoder(state, levels)
+        if key not in ADDABLE and key != "resolution" and saved.get(key) != wanted[key]:
+            raise WeightsError(f"{where}: model.{key} is {saved.get(key)!r}, this run has "
+                               f"{wanted[key]!r}; init_from needs the same value")
+    try:
+        levels = grow_levels(small.resolution, model.cfg.resolution)
+    except ValueError as e:
+        raise WeightsError(f"{where}: {e}") from None
+    state = grow_state(read_weights(folder), levels)
     source = str(Path(folder) / WEIGHTS_FILE)
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise WeightsError(f"{source}: tensors the model does not have ({unexpected[:3]}); "
                            "init_from needs the same architecture or a subset of it")
-    widened = _widen(model, expected, state)
-    _copy_checked(model, expected, widened, source)
-    grown = [k for k, t in state.items() if widened[k] is not t]
-    return sorted(set(expected) - set(state)), sorted(grown)
-
-
-def _widen(
-    model: Generator, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """A narrower G's tensors embedded in `model`'s wider ones (`expected`, its state_dict) so
-    that G computes the same image.
-
-    Each smaller tensor fills the leading corner of the wider model's freshly initialised one
-    (Net2Net-style, zero variant). Per equalized weight (out, in, ...): the old outputs read the
-    old inputs, rescaled by sqrt(in_new / in_old) so that weight * 1/sqrt(fan_in) is unchanged,
-    and get zero weight from the new inputs; the new outputs keep their random weights, so they
-    compute new features that the zero weights start to read after the first step. 1-D tensors
-    (biases, noise strengths, style biases) keep their old entries and fresh new ones. Demodulation
-    sums over the inputs, whose new zero weights add nothing. Shapes that do not fit this pattern
-    are passed through unchanged for `_copy_checked` to report.
-    """
-    equalized = {f"{n}.weight" for n, m in model.named_modules()
-                 if isinstance(m, EqualLinear | EqualConv2d | ModulatedConv2d)}
-    out: dict[str, torch.Tensor] = {}
-    for name, old in state.items():
-        new = expected.get(name)
-        fits = (new is not None and new.ndim == old.ndim and new.shape != old.shape
-                and all(o <= n for o, n in zip(old.shape, new.shape)))
-        if not fits or (old.ndim > 1 and name not in equalized):
-            out[name] = old
-            continue
-        t = new.detach().to(torch.float32).clone()
-        if old.ndim == 1:
-            t[: old.shape[0]] = old
-        else:
-            o, i = old.shape[:2]
-            t[:o, i:] = 0.0  # (o, in_new - i, ...): the old outputs ignore the new inputs
-            t[:o, :i] = old * math.sqrt(new.shape[1] / i)
-        out[name] = t
-    return out
-
-
-def _shift_encoder(state: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
-    """A smaller G's tensors renamed for a G with `levels` more resolutions: encoder block i
-    becomes block i + levels, fromRGB is dropped; the decoder's names count from 4x4 up and
-    the skips are named by resolution, so they keep their names."""
-    out: dict[str, torch.Tensor] = {}
-    for name, t in state.items():
-        if name.startswith("encoder.from_rgb."):
-            continue
-        if name.startswith("encoder.blocks."):
-            index, rest = name.removeprefix("encoder.blocks.").split(".", 1)
-            name = f"encoder.blocks.{int(index) + levels}.{rest}"
-        out[name] = t
-    return out
+    _copy_checked(model, expected, state, source)
+    return sorted(set(expected) - set(state)), []
