@@ -24,6 +24,11 @@ import numpy as np
 Detector = Literal["hog", "cnn", "haar"]
 DETECTORS: tuple[str, ...] = ("hog", "cnn", "haar")
 
+# dlib's HOG scans a pyramid whose levels shrink by 5/6 (pyramid_down<6>) with an 80 px window,
+# so at detection scale r it finds faces of >= 80 / r photo pixels.
+_PYRAMID_STEP = 5 / 6
+_HOG_WINDOW = 80.0
+
 # Haar box -> dlib-style box, measured on 33 faces of people/* where both detectors agree:
 # dlib's side = 0.845 x Haar's side, dlib's centre lies 0.086 x side lower.
 _HAAR_SCALE = 0.845
@@ -61,6 +66,7 @@ class DetectOptions:
     min_face_size: float = 0.0  # drop boxes smaller than this (pixels, box side)
     landmarks68: bool = False  # also fit the 68-point model (FFHQ alignment rule)
     max_side: int | None = None  # detect on a copy downscaled to this longest side (speed)
+    smallest_face: float = 1 / 20  # HOG: smallest face looked for / longer side (0: any size)
     haar_min_score: float = 3.0  # Haar cascade level weight below which a box is dropped
 
 
@@ -169,22 +175,55 @@ def landmarks(img: np.ndarray, box: tuple[float, float, float, float], points: i
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)  # (points, 2)
 
 
+def detection_plan(shape: tuple[int, ...], opts: DetectOptions) -> tuple[float, int]:
+    """(resize factor <= 1, upsample) at which the detector sees a photo of this shape.
+
+    The pyramid levels of the full photo that could only find faces smaller than
+    `smallest_face` x its longer side are most of the HOG detector's time (each level has
+    (6/5)^2 = 1.44x the pixels of the next). For the HOG detector the photo is therefore shrunk
+    by a whole number of pyramid steps (5/6)^k, the largest k that still finds such faces: the
+    levels the detector then scans are those the full photo's pyramid has from level k on, so
+    it finds the same faces with boxes within a few pixels (landmarks are fitted on the full
+    photo). On examples/photos and the people photos of the shared data this is 2-5x faster
+    with every face still found.
+    """
+    h, w = shape[:2]
+    factor, up = 1.0, opts.upsample
+    if opts.max_side is not None and max(h, w) > opts.max_side:
+        factor = opts.max_side / max(h, w)
+    if opts.detector == "hog" and opts.smallest_face > 0:
+        target = opts.smallest_face * max(h, w)  # photo pixels
+        ratio = _HOG_WINDOW / (target * factor * 2.0**up)
+        k = int(np.floor(np.log(ratio) / np.log(_PYRAMID_STEP) + 1e-9)) if ratio < 1 else 0
+        factor *= _PYRAMID_STEP**k
+        while up > 0 and factor <= 0.5 + 1e-9:  # halve the upsampling, not the photo twice
+            up, factor = up - 1, factor * 2.0
+    return factor, up
+
+
 def detect_faces(img: np.ndarray, opts: DetectOptions | None = None) -> list[Face]:
-    """All faces in an (H, W, 3) uint8 RGB photo with landmarks, largest first."""
+    """All faces in an (H, W, 3) uint8 RGB photo with landmarks, largest first.
+
+    The detector runs on a reduced copy where `detection_plan` says so; boxes are mapped back
+    to the photo and the landmarks are fitted on the full-resolution photo.
+    """
+    import dataclasses
+
     opts = opts or DetectOptions()
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, (img.shape, img.dtype)
     img = np.ascontiguousarray(img)
     h, w = img.shape[:2]
-    small, factor = img, 1.0
-    if opts.max_side is not None and max(h, w) > opts.max_side:
+    factor, up = detection_plan(img.shape, opts)
+    small = img
+    if factor < 1.0:
         import cv2
 
-        factor = max(h, w) / opts.max_side
-        size = (max(1, round(w / factor)), max(1, round(h / factor)))
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
         small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     faces = []
-    for box, score in _detect_boxes(small, opts):
-        box = box * factor
+    scan = opts if up == opts.upsample else dataclasses.replace(opts, upsample=up)
+    for box, score in _detect_boxes(small, scan):
+        box = box * np.array([w / small.shape[1], h / small.shape[0]] * 2)
         box[[0, 2]] = box[[0, 2]].clip(0, w)
         box[[1, 3]] = box[[1, 3]].clip(0, h)
         xyxy = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
