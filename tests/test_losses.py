@@ -10,9 +10,11 @@ import torch
 
 from facemend.losses import (
     PerceptualLoss,
-    adversarial_d,
     adversarial_g,
     diff_augment,
+    discriminator_loss,
+    feature_matching,
+    generator_loss,
     l1_loss,
     r1_penalty,
     rand_translation,
@@ -31,11 +33,15 @@ from facemend.vgg19 import (
 def test_adversarial_losses_at_known_logits() -> None:
     zeros = torch.zeros(4)
     assert adversarial_g(zeros).item() == pytest.approx(math.log(2))
-    assert adversarial_d(zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    total, terms = discriminator_loss(zeros, zeros)
+    assert total.item() == pytest.approx(2 * math.log(2))
+    assert terms["loss_d_real"].item() == pytest.approx(math.log(2))
     big = torch.full((4, 1), 30.0)
     assert adversarial_g(big).item() == pytest.approx(0.0, abs=1e-6)  # D fooled: G loss ~0
-    assert adversarial_d(big, -big).item() == pytest.approx(0.0, abs=1e-6)  # perfect D
-    assert adversarial_d(-big, big).item() == pytest.approx(60.0, rel=1e-4)
+    assert discriminator_loss(big, -big)[0].item() == pytest.approx(0.0, abs=1e-6)  # perfect D
+    total, terms = discriminator_loss(-big, big)
+    assert total.item() == pytest.approx(60.0, rel=1e-4)
+    assert terms["loss_d_fake"].item() == pytest.approx(30.0, rel=1e-4)
     logit = torch.tensor([0.7])
     assert adversarial_g(logit).item() == pytest.approx(-math.log(torch.sigmoid(logit).item()))
 
@@ -154,3 +160,40 @@ def test_perceptual_loss_zero_iff_identical() -> None:
     assert all(p.grad is None for p in loss_fn.vgg.parameters())
     loss_fn.train()
     assert not loss_fn.vgg.training
+
+
+def test_generator_loss_weights_each_term_of_eq7() -> None:
+    from facemend.config import TrainConfig
+
+    tc = TrainConfig(l1_weight=0.5, alpha=0.1, vq_beta=0.25, feature_matching_weight=2.0,
+                     identity_weight=0.3, face_perceptual_weight=0.0, lambda_p=1.0)
+    one = torch.tensor(1.0)
+    terms = {"loss_l1": one * 2, "loss_vq": one * 4, "loss_adv": one * 10, "loss_fm": one * 3,
+             "loss_id": one * 1, "loss_face": one * 7}
+    # 0.5*2 + 0.25*4 + 0.1*10 + 2*3 + 0.3*1 + 0*7 = 9.3
+    assert generator_loss(terms, tc).item() == pytest.approx(9.3)
+    assert generator_loss({"loss_l1": one}, tc).item() == pytest.approx(0.5)  # missing terms: 0
+    with pytest.raises(AssertionError):
+        generator_loss({"loss_l1": one, "loss_typo": one}, tc)
+
+
+def test_feature_matching_is_mean_l1_over_blocks_and_stops_real_gradient() -> None:
+    fake = [torch.zeros(2, 3, 4, 4, requires_grad=True),
+            torch.zeros(2, 5, 2, 2, requires_grad=True)]
+    real = [torch.ones(2, 3, 4, 4, requires_grad=True),
+            torch.full((2, 5, 2, 2), 3.0, requires_grad=True)]
+    loss = feature_matching(fake, real)
+    assert loss.item() == pytest.approx((1.0 + 3.0) / 2)
+    loss.backward()
+    assert fake[0].grad is not None and real[0].grad is None
+
+
+def test_paired_diff_augment_gives_a_face_and_its_ground_truth_the_same_draw() -> None:
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    g = torch.Generator().manual_seed(3)
+    both = diff_augment(torch.cat([x, x]), "color,translation,cutout", g, pairs=2)
+    assert torch.equal(both[:4], both[4:])  # identical inputs, identical augmentation
+    unpaired = diff_augment(torch.cat([x, x]), "color,translation,cutout",
+                            torch.Generator().manual_seed(3))
+    assert not torch.equal(unpaired[:4], unpaired[4:])
+    assert not torch.equal(both[0], both[1])  # still random per face

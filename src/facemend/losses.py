@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facemend.config import TrainConfig
 from facemend.vgg19 import VGG19
 
 # ---------------------------------------------------------------------------------------------
@@ -19,11 +20,6 @@ from facemend.vgg19 import VGG19
 def adversarial_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """Eq. 9: non-saturating G loss -log sigmoid(D(Aug(G(x)))) = softplus(-l), batch mean."""
     return F.softplus(-fake_logits).mean()
-
-
-def adversarial_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: D loss -log sigmoid(D(Aug(y))) - log(1 - sigmoid(D(Aug(G(x))))), batch means."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -93,43 +89,52 @@ class PerceptualLoss(nn.Module):
 # DiffAugment (Zhao et al. 2020): Aug(.) of eq. 8-9, applied to both real and fake images.
 
 
-def _rand(shape: tuple[int, ...], x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-    """U[0, 1) of `shape` drawn from `gen` (on its own device), moved to x's device and dtype."""
+def _rand(shape: tuple[int, ...], x: torch.Tensor, gen: torch.Generator | None,
+          pairs: int = 1) -> torch.Tensor:
+    """U[0, 1) of `shape` drawn from `gen` (on its own device), moved to x's device and dtype.
+
+    With `pairs` = k, only shape[0] / k values are drawn and tiled k times along the batch, so
+    sample i and sample i + B/k get the same draw.
+    """
     device = gen.device if gen is not None else x.device
-    return torch.rand(shape, generator=gen, device=device).to(device=x.device, dtype=x.dtype)
+    n = shape[0] // pairs
+    r = torch.rand((n, *shape[1:]), generator=gen, device=device)
+    return r.repeat(pairs, *([1] * (len(shape) - 1))).to(device=x.device, dtype=x.dtype)
 
 
 def _randint(low: int, high: int, shape: tuple[int, ...], x: torch.Tensor,
-             gen: torch.Generator | None) -> torch.Tensor:
-    """Integers in [low, high) from `gen`, on x's device."""
+             gen: torch.Generator | None, pairs: int = 1) -> torch.Tensor:
+    """Integers in [low, high) from `gen`, on x's device; `pairs` as in `_rand`."""
     device = gen.device if gen is not None else x.device
-    return torch.randint(low, high, shape, generator=gen, device=device).to(x.device)
+    n = shape[0] // pairs
+    r = torch.randint(low, high, (n, *shape[1:]), generator=gen, device=device)
+    return r.repeat(pairs, *([1] * (len(shape) - 1))).to(x.device)
 
 
-def rand_brightness(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+def rand_brightness(x: torch.Tensor, gen: torch.Generator | None, pairs: int = 1) -> torch.Tensor:
     """Add a per-sample offset in [-0.5, 0.5)."""
-    return x + (_rand((x.shape[0], 1, 1, 1), x, gen) - 0.5)
+    return x + (_rand((x.shape[0], 1, 1, 1), x, gen, pairs) - 0.5)
 
 
-def rand_saturation(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+def rand_saturation(x: torch.Tensor, gen: torch.Generator | None, pairs: int = 1) -> torch.Tensor:
     """Scale the distance to the per-pixel channel mean by a per-sample factor in [0, 2)."""
     mean = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, gen) * 2.0) + mean
+    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, gen, pairs) * 2.0) + mean
 
 
-def rand_contrast(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+def rand_contrast(x: torch.Tensor, gen: torch.Generator | None, pairs: int = 1) -> torch.Tensor:
     """Scale the distance to the per-sample image mean by a factor in [0.5, 1.5)."""
     mean = x.mean(dim=[1, 2, 3], keepdim=True)  # (B, 1, 1, 1)
-    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, gen) + 0.5) + mean
+    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, gen, pairs) + 0.5) + mean
 
 
-def rand_translation(x: torch.Tensor, gen: torch.Generator | None,
+def rand_translation(x: torch.Tensor, gen: torch.Generator | None, pairs: int = 1,
                      ratio: float = 0.125) -> torch.Tensor:
     """Shift each sample by up to ratio * side pixels in y and x, filling with zeros."""
     B, _, H, W = x.shape
     sy, sx = int(H * ratio + 0.5), int(W * ratio + 0.5)
-    ty = _randint(-sy, sy + 1, (B, 1, 1), x, gen)  # (B, 1, 1)
-    tx = _randint(-sx, sx + 1, (B, 1, 1), x, gen)
+    ty = _randint(-sy, sy + 1, (B, 1, 1), x, gen, pairs)  # (B, 1, 1)
+    tx = _randint(-sx, sx + 1, (B, 1, 1), x, gen, pairs)
     b = torch.arange(B, device=x.device).view(B, 1, 1)
     # Source row/column in the 1-pixel zero-padded image; out-of-range sources read the padding.
     gy = (torch.arange(H, device=x.device).view(1, H, 1) + ty + 1).clamp(0, H + 1)  # (B, H, 1)
@@ -138,12 +143,13 @@ def rand_translation(x: torch.Tensor, gen: torch.Generator | None,
     return x_pad[b, gy, gx].permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
 
 
-def rand_cutout(x: torch.Tensor, gen: torch.Generator | None, ratio: float = 0.5) -> torch.Tensor:
+def rand_cutout(x: torch.Tensor, gen: torch.Generator | None, pairs: int = 1,
+                ratio: float = 0.5) -> torch.Tensor:
     """Zero a random square of side ratio * side per sample (may extend past the border)."""
     B, _, H, W = x.shape
     ch, cw = int(H * ratio + 0.5), int(W * ratio + 0.5)
-    cy = _randint(0, H + (1 - ch % 2), (B, 1, 1), x, gen)  # (B, 1, 1) cutout centre
-    cx = _randint(0, W + (1 - cw % 2), (B, 1, 1), x, gen)
+    cy = _randint(0, H + (1 - ch % 2), (B, 1, 1), x, gen, pairs)  # (B, 1, 1) cutout centre
+    cx = _randint(0, W + (1 - cw % 2), (B, 1, 1), x, gen, pairs)
     ys = torch.arange(H, device=x.device).view(1, H, 1)
     xs = torch.arange(W, device=x.device).view(1, 1, W)
     inside = ((ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch)
@@ -168,13 +174,60 @@ def parse_policy(policy: str) -> list[str]:
 
 
 def diff_augment(x: torch.Tensor, policy: str = "color,translation",
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, pairs: int = 1) -> torch.Tensor:
     """Eq. 8-9 Aug(.): DiffAugment ops of `policy`, random per sample, differentiable in x.
 
     Use the same policy for real and fake images (each call draws its own per-sample parameters).
+    `pairs` = k treats x as k stacked batches that share their draws: `cat([fake, real])` with
+    k = 2 augments each generated face exactly as its ground truth (for D feature matching).
     """
-    assert x.ndim == 4, x.shape
+    assert x.ndim == 4 and x.shape[0] % pairs == 0, (x.shape, pairs)
     for name in parse_policy(policy):
         for op in AUGMENT_OPS[name]:
-            x = op(x, generator)
+            x = op(x, generator, pairs)
     return x
+
+
+# ---------------------------------------------------------------------------------------------
+# The totals of eq. 7 and eq. 8, from their terms.
+
+
+def feature_matching(fake_feats: list[torch.Tensor],
+                     real_feats: list[torch.Tensor]) -> torch.Tensor:
+    """D feature matching (pix2pixHD): mean over D's blocks of L1(D_l(G(x)), sg(D_l(y))).
+
+    A stabiliser of the adversarial term where no ImageNet perceptual network is available:
+    G is pulled toward the ground truth in D's own feature space, at every scale of D.
+    """
+    assert len(fake_feats) == len(real_feats) > 0
+    total = fake_feats[0].new_zeros((), dtype=torch.float32)
+    for f, r in zip(fake_feats, real_feats, strict=True):
+        total = total + F.l1_loss(f.float(), r.detach().float())
+    return total / len(fake_feats)
+
+
+def generator_loss(terms: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
+    """Eq. 7: L_G = alpha * L_adv + L1 + lambda_p * L_percep + beta * L_VQ, weighted by `tc`.
+
+    `terms` holds whichever of loss_l1, loss_vq, loss_adv (eq. 9), loss_percep (eq. 10, VGG19)
+    were computed, plus facemend's offline terms: loss_fm (D feature matching), loss_face
+    (dlib-ResNet feature perceptual) and loss_id (identity). A missing term counts 0.
+    """
+    weights = {"loss_l1": tc.l1_weight, "loss_vq": tc.vq_beta, "loss_adv": tc.alpha,
+               "loss_percep": tc.lambda_p, "loss_fm": tc.feature_matching_weight,
+               "loss_face": tc.face_perceptual_weight, "loss_id": tc.identity_weight}
+    unknown = set(terms) - set(weights)
+    assert not unknown, f"no weight for {sorted(unknown)}"
+    total = terms["loss_l1"].new_zeros((), dtype=torch.float32)
+    for name, value in terms.items():
+        total = total + weights[name] * value
+    return total
+
+
+def discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 8: L_D = softplus(-D(Aug(y))) + softplus(D(Aug(sg(G(x))))), and its two terms."""
+    terms = {"loss_d_real": F.softplus(-real_logits).mean(),
+             "loss_d_fake": F.softplus(fake_logits).mean()}
+    return terms["loss_d_real"] + terms["loss_d_fake"], terms

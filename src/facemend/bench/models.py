@@ -167,7 +167,7 @@ def sweep_batches(e: Entry, batches: tuple[int, ...], repeats: int) -> dict[int,
 
 def train_images_per_s(cfg: ModelConfig, batch: int, steps: int) -> float:
     """Images/s of G+D training steps (L1 + adversarial + VQ, fp32 eager, 1 warm-up step)."""
-    from facemend.losses import adversarial_d, adversarial_g, diff_augment, l1_loss
+    from facemend.losses import adversarial_g, diff_augment, discriminator_loss, l1_loss
     from facemend.models.discriminator import Discriminator
 
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def train_images_per_s(cfg: ModelConfig, batch: int, steps: int) -> float:
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        loss_d = adversarial_d(D(diff_augment(y)), D(diff_augment(fake.detach())))
+        loss_d, _ = discriminator_loss(D(diff_augment(y)), D(diff_augment(fake.detach())))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()

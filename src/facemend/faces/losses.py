@@ -3,7 +3,8 @@
 - identity loss: 1 - cos(emb(G(x)), emb(y)) (as GFPGAN's ArcFace identity loss, with dlib's net);
 - face-feature perceptual loss: L1 between the net's intermediate activations of G(x) and y,
   a stand-in for eq. 10's VGG19 perceptual term.
-Both run the frozen net once per image pair on FFHQ-aligned faces, differentiably.
+Both run the frozen net on FFHQ-aligned faces: differentiably on the output, without a graph
+on the target.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ class FaceFeatureLoss(nn.Module):
     def forward(
         self, output: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        B = output.shape[0]
-        chips = aligned_to_chip(torch.cat([output, target]))  # (2B, 3, 150, 150)
-        feats = self.net.features(chips)
-        percep = output.new_zeros(())
-        for w, f in zip(self.level_weights, feats, strict=True):
-            percep = percep + w * F.l1_loss(f[:B], f[B:].detach())
-        emb = self.net.head(feats[-1])  # (2B, 128)
-        identity = 1.0 - F.cosine_similarity(emb[:B], emb[B:].detach(), dim=1).mean()
+        feats = self.net.features(aligned_to_chip(output))  # chips (B, 3, 150, 150)
+        with torch.no_grad():  # the target's side needs no graph: half the backward pass
+            feats_t = self.net.features(aligned_to_chip(target.detach()))
+            emb_t = self.net.head(feats_t[-1])  # (B, 128)
+        percep = output.new_zeros((), dtype=torch.float32)
+        for w, f, t in zip(self.level_weights, feats, feats_t, strict=True):
+            percep = percep + w * F.l1_loss(f.float(), t.float())
+        emb = self.net.head(feats[-1])  # (B, 128)
+        identity = 1.0 - F.cosine_similarity(emb.float(), emb_t.float(), dim=1).mean()
         return percep, identity

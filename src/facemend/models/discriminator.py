@@ -23,7 +23,12 @@ def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
 
 
 class Discriminator(nn.Module):
-    """D(x): (B, 3, H, H) -> (B,) logits."""
+    """D(x): (B, 3, H, H) -> (B,) logits; with `features=True` also each block's output.
+
+    The block outputs, (B, C_s, s, s) for s = H/2 .. 4, are what D feature matching compares
+    (pix2pixHD): real and generated faces should look alike to D at every scale, not only in
+    the final logit.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -41,13 +46,18 @@ class Discriminator(nn.Module):
         self.fc = EqualLinear(c4 * 16, c4)
         self.out = EqualLinear(c4, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         H = self.cfg.resolution
         assert_shape(x, [None, 3, H, H])
         h = self.from_rgb(x)
+        feats = []
         for block in self.blocks:
             h = block(h)
+            feats.append(h)
         h = minibatch_stddev(h, self.cfg.mbstd_group)  # (B, C4 + 1, 4, 4)
         h = self.conv4(h)
         h = lrelu(self.fc(h.flatten(1)))
-        return self.out(h).squeeze(1)  # (B,)
+        logits = self.out(h).squeeze(1)  # (B,)
+        return (logits, feats) if features else logits

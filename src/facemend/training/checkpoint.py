@@ -169,4 +169,34 @@ def export_ema(path: str | Path, out: str | Path, meta: dict[str, Any] | None = 
     load_state_into(G_ema, sub, f"{path} [G_ema]")
     info = {"steps": header["step"], "images_seen": header["images_seen"], **(meta or {})}
     save_pretrained(G_ema.eval(), out, meta=info)
+    with safe_open(str(path), framework="pt") as f:
+        d_sub = {k[len("D/"):]: f.get_tensor(k) for k in f.keys() if k.startswith("D/")}  # noqa: SIM118
+    if d_sub:  # so that a run on another machine can continue with this D (train.init_d_from)
+        atomic_write_bytes(Path(out) / DISCRIMINATOR_FILE, save(d_sub, metadata={
+            "facemend": json.dumps({"format": "facemend-discriminator", "format_version": 1,
+                                    "model": header.get("extra", {}).get("config", {})
+                                    .get("model", {})})}))
     return Path(out)
+
+
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+
+
+def load_discriminator(D: torch.nn.Module, path: str | Path) -> Path:
+    """Load D's weights from a weights folder's discriminator.safetensors (or that file)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / DISCRIMINATOR_FILE
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no discriminator weights (written by "
+                              "`facemend train --out RUN --export-ema DIR`)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _unreadable(p, e) from None
+    try:
+        load_state_into(D, tensors, f"{p} [D]")
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
+    return p

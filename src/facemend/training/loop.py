@@ -17,7 +17,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,12 +25,25 @@ from torch.utils.data import DataLoader
 
 from facemend.config import RunConfig, to_dict, to_json
 from facemend.data import FaceFolder, worker_context
-from facemend.losses import adversarial_d, adversarial_g, diff_augment, l1_loss, r1_penalty
+from facemend.losses import (
+    adversarial_g,
+    diff_augment,
+    discriminator_loss,
+    feature_matching,
+    generator_loss,
+    l1_loss,
+    r1_penalty,
+)
 from facemend.models.discriminator import Discriminator
 from facemend.models.generator import Generator
 from facemend.models.pretrained import init_from_weights, save_pretrained
 from facemend.training import distributed as ddp
-from facemend.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from facemend.training.checkpoint import (
+    TrainingState,
+    load_checkpoint,
+    load_discriminator,
+    save_checkpoint,
+)
 from facemend.training.ema import ema_beta, update_ema
 from facemend.training.report import JsonlLog, plot_loss_curves, psnr_batch, save_grid
 from facemend.training.schedule import EpochIndexed, StepBatches, lr_factor, step_seed
@@ -41,15 +53,6 @@ CKPT = "checkpoints/latest.safetensors"
 
 class TrainingDivergedError(RuntimeError):
     """Too many consecutive non-finite losses; the last good checkpoint is kept."""
-
-
-@dataclass
-class Models:
-    G: Generator
-    D: Discriminator
-    G_ema: Generator
-    G_train: torch.nn.Module  # G or DDP(G)
-    D_train: torch.nn.Module  # D or DDP(D)
 
 
 def say(dist: ddp.Dist, msg: str) -> None:
@@ -115,6 +118,56 @@ def finite_weights(modules: list[torch.nn.Module]) -> bool:
                if t.is_floating_point())
 
 
+def generator_phase(
+    G_train: torch.nn.Module, D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+    gen: torch.Generator, aug_gen: torch.Generator, adv: bool, percep, face_loss,
+    cfg: RunConfig, dev: torch.device,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Gmain: G(x) and the terms of eq. 7 (D frozen by the caller); returns (fake, terms).
+
+    With feature matching on, D sees cat([G(x), y]) augmented in pairs (the same draw for a
+    face and its ground truth), so its block features can be compared face by face.
+    """
+    tc = cfg.train
+    with autocast(cfg, dev):
+        fake, vq = G_train(x, generator=gen, return_vq=True)  # (B, 3, H, H)
+        terms = {"loss_l1": l1_loss(fake, y), "loss_vq": vq}
+        if adv and tc.feature_matching_weight > 0:
+            B = fake.shape[0]
+            both = diff_augment(torch.cat([fake, y]), tc.diffaug, aug_gen, pairs=2)
+            logits, feats = D(both, features=True)  # (2B,), per block (2B, C, s, s)
+            terms["loss_adv"] = adversarial_g(logits[:B])
+            terms["loss_fm"] = feature_matching([f[:B] for f in feats], [f[B:] for f in feats])
+        elif adv:
+            terms["loss_adv"] = adversarial_g(D(diff_augment(fake, tc.diffaug, aug_gen)))
+        if percep is not None:
+            terms["loss_percep"] = percep(fake.float(), y)
+        if face_loss is not None:
+            terms["loss_face"], terms["loss_id"] = face_loss(fake, y)
+    return fake, terms
+
+
+def discriminator_phase(
+    D_train: torch.nn.Module, y: torch.Tensor, fake: torch.Tensor, aug_gen: torch.Generator,
+    cfg: RunConfig, dev: torch.device,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Dmain: eq. 8 on real faces and the same step's fakes, detached; returns (L_D, terms)."""
+    tc = cfg.train
+    with autocast(cfg, dev):
+        real_logits = D_train(diff_augment(y, tc.diffaug, aug_gen))  # (B,)
+        fake_logits = D_train(diff_augment(fake.detach(), tc.diffaug, aug_gen))
+        loss_d, terms = discriminator_loss(real_logits, fake_logits)
+    return loss_d, {"loss_d": loss_d, **terms}
+
+
+def r1_phase(D_train: torch.nn.Module, y: torch.Tensor, tc) -> torch.Tensor:
+    """Dreg: lazy R1, gamma / 2 * ||grad D(y)||^2 * interval, backpropagated here (fp32)."""
+    y_req = y.detach().requires_grad_(True)
+    r1 = r1_penalty(D_train(y_req), y_req)
+    (r1 * (tc.r1_gamma / 2) * tc.r1_interval).backward()
+    return r1.detach()
+
+
 def train(
     cfg: RunConfig, data: list[str], out: str | Path, resume: bool = False, device: str = "auto",
     stop_at: int | None = None, progress: bool = True,
@@ -168,6 +221,8 @@ def train(
         say(dist, f"G and G_ema start from {tc.init_from}; {len(fresh)} new tensor(s) start fresh"
             + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else "")
             + (f"; {len(widened)} widened" if widened else ""))
+    if not resume and tc.init_d_from:
+        say(dist, f"D starts from {load_discriminator(D, tc.init_d_from)}")
 
     G_train: torch.nn.Module = G
     D_train: torch.nn.Module = D
@@ -175,8 +230,9 @@ def train(
         ids = [dev.index] if dev.type == "cuda" else None
         G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
         D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
+    D_gen: torch.nn.Module = D  # the G phase's frozen D: no DDP hooks (it takes no step there)
     if tc.compile:  # the same modules, traced and fused by inductor (DESIGN §6: 1.3-2.3x on CPU)
-        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
+        G_train, D_train, D_gen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
     reduce = ddp.all_reduce_sum if dist.enabled else None
     percep = build_perceptual(cfg, dev, dist)
     face_loss = build_face_loss(cfg, dev)
@@ -220,31 +276,14 @@ def train(
         buffers = {k: b.clone() for k, b in G.named_buffers()}
         G.update_codebooks(y, vq_gen, reduce)
 
-        # Gmain
-        D.requires_grad_(False)
-        with autocast(cfg, dev):
-            fake, vq = G_train(x, generator=gen, return_vq=True)
-            losses = {"loss_l1": l1_loss(fake, y), "loss_vq": vq}
-            if adv:
-                losses["loss_adv"] = adversarial_g(D(diff_augment(fake, tc.diffaug, aug_gen)))
-            if percep is not None:
-                losses["loss_percep"] = percep(fake.float(), y)
-        if face_loss is not None:
-            losses["loss_face"], losses["loss_id"] = face_loss(fake.float(), y)
-        loss_g = (tc.l1_weight * losses["loss_l1"] + tc.vq_beta * losses["loss_vq"]
-                  + tc.alpha * losses.get("loss_adv", 0.0)
-                  + tc.lambda_p * losses.get("loss_percep", 0.0)
-                  + tc.face_perceptual_weight * losses.get("loss_face", 0.0)
-                  + tc.identity_weight * losses.get("loss_id", 0.0))
+        D.requires_grad_(False)  # Gmain: D frozen
+        fake, losses = generator_phase(G_train, D_gen, x, y, gen, aug_gen, adv, percep, face_loss,
+                                       cfg, dev)
         D.requires_grad_(True)
-
-        # Dmain (on the same fakes, detached)
+        loss_g = generator_loss(losses, tc)
         if adv:
-            with autocast(cfg, dev):
-                real_logits = D_train(diff_augment(y, tc.diffaug, aug_gen))
-                fake_logits = D_train(diff_augment(fake.detach(), tc.diffaug, aug_gen))
-                loss_d = adversarial_d(real_logits, fake_logits)
-            losses["loss_d"] = loss_d
+            loss_d, d_terms = discriminator_phase(D_train, y, fake, aug_gen, cfg, dev)
+            losses.update(d_terms)
         problem = None if all_finite(list(losses.values()), reduce) else "loss"
         if problem is None:  # backward both phases, then step only if every gradient is finite
             opt_g.zero_grad(set_to_none=True)
@@ -254,10 +293,7 @@ def train(
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
-                    y_req = y.detach().requires_grad_(True)
-                    r1 = r1_penalty(D_train(y_req), y_req)
-                    (r1 * (tc.r1_gamma / 2) * tc.r1_interval).backward()
-                    losses["loss_r1"] = r1.detach()
+                    losses["loss_r1"] = r1_phase(D_train, y, tc)
                 norms.append(clip(D, tc.grad_clip))
             problem = None if all_finite(norms) else "gradient"
         if problem is not None:
