@@ -116,3 +116,91 @@ def test_load_validates_version_shapes_and_files(tmp_path: Path) -> None:
         from_pretrained(tmp_path / "w")
     with pytest.raises(WeightsError, match="no config.json"):
         from_pretrained(tmp_path / "missing")
+
+
+def _weights_with(tmp_path: Path, **model: object) -> Path:
+    """A tiny weights folder whose config.json's model section is changed by `model`."""
+    folder = tmp_path / "w"
+    save_pretrained(tiny_generator(), folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"].update(model)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.mark.parametrize(("model", "words"), [
+    ({"max_channels": 200000, "channel_base": 10**12}, "must be in [1, "),
+    ({"latent_dim": 10**9}, "model.latent_dim=1000000000: must be in"),
+    ({"latent_dim": 1e9}, "expected an integer"),
+    ({"latent_dim": -1}, "model.latent_dim=-1: must be in"),
+    ({"codebook_size": 10**8}, "model.codebook_size"),
+    ({"max_channels": 6000}, "has shape"),  # valid config, 4 GB model: the header says no
+    ({"latent_dim": 4096}, "has shape"),
+])
+def test_weights_config_checked_before_any_module_is_built(tmp_path, monkeypatch, model, words):
+    import facemend.models.pretrained as pretrained
+
+    built = []
+
+    def counting(cfg):
+        if torch.empty(0).device.type != "meta":
+            built.append(cfg)
+        return Generator(cfg)
+
+    monkeypatch.setattr(pretrained, "Generator", counting)
+    folder = _weights_with(tmp_path, **model)
+    with pytest.raises(WeightsError) as e:
+        pretrained.from_pretrained(folder)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    assert built == []  # failed from the config and the safetensors header alone
+
+
+def test_weights_header_truncated_or_altered(tmp_path):
+    folder = _weights_with(tmp_path)
+    wfile = folder / "model.safetensors"
+    data = wfile.read_bytes()
+    wfile.write_bytes(data[:-100])
+    with pytest.raises(WeightsError, match="truncated or altered"):
+        from_pretrained(folder)
+    wfile.write_bytes(data + b"\0" * 64)  # tensor data longer than the tensors need
+    with pytest.raises(WeightsError, match="truncated or altered"):
+        from_pretrained(folder)
+    wfile.write_bytes((2**40).to_bytes(8, "little") + data[8:])  # header length absurd
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        from_pretrained(folder)
+    wfile.write_bytes(data)
+    assert from_pretrained(folder).cfg.max_channels == 16
+
+
+def test_deeply_nested_config_json_is_one_line(tmp_path):
+    folder = _weights_with(tmp_path)
+    (folder / "config.json").write_text("[" * 200000 + "]" * 200000)
+    with pytest.raises(WeightsError, match="nested too deeply"):
+        from_pretrained(folder)
+
+
+def test_yaml_alias_bomb_duplicates_and_empty_files(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(RunConfig, bomb)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("train:\n  steps: 10\n  steps: 20\n")
+    with pytest.raises(ConfigError, match="'steps' is given twice"):
+        load_config(RunConfig, dup)
+    for text in ("", "\n# only a comment\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match="empty config file"):
+            load_config(RunConfig, empty)
+    (tmp_path / "ok.yaml").write_text("train:\n  steps: 10\n")
+    assert load_config(RunConfig, tmp_path / "ok.yaml").train.steps == 10
+
+
+@pytest.mark.parametrize(("key", "value"), [("batch_size", -4), ("batch_size", 0),
+                                            ("steps", 0), ("steps", -5)])
+def test_train_sizes_must_be_positive(key, value):
+    with pytest.raises(ConfigError, match=f"train.{key}={value}: must be >= 1"):
+        load_config(RunConfig, None, [f"train.{key}={value}"])

@@ -1,7 +1,10 @@
 """Frozen dataclass configs, strict YAML loading and overlays, `--set a.b=value`, JSON round trip.
 
 Every hyperparameter lives here with its default and meaning. YAML files are read strictly: an
-unknown key is an error that names the key and the allowed keys, before any work starts.
+unknown key is an error that names the key and the allowed keys, before any work starts; so are
+an empty file, a key given twice in one mapping, and YAML anchors/aliases (`&a` / `*a`, refused:
+they let a few lines expand to gigabytes). Sizes are bounded (`ModelConfig.__post_init__`,
+`TrainConfig.__post_init__`), so no config can ask for an absurd model or a zero batch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 T = TypeVar("T")
+MAX_WIDTH = 8192  # channels / latent size: 16x the paper's 512
+MAX_CHANNEL_BASE = 1 << 24  # 512x the paper's 32768
 
 
 class ConfigError(ValueError):
@@ -72,6 +77,14 @@ class ModelConfig:
             raise ConfigError("model.codebook_size must be >= 1")
         if not 0.0 < self.vq_decay < 1.0:
             raise ConfigError("model.vq_decay must be in (0, 1)")
+        for name, lo, hi in (("channel_base", 1, MAX_CHANNEL_BASE),
+                             ("d_channel_base", 1, MAX_CHANNEL_BASE),
+                             ("max_channels", 1, MAX_WIDTH), ("d_max_channels", 1, MAX_WIDTH),
+                             ("latent_dim", 1, MAX_WIDTH), ("mapping_layers", 0, 64),
+                             ("codebook_size", 1, 1 << 16), ("mbstd_group", 1, 1024)):
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise ConfigError(f"model.{name}={value}: must be in [{lo}, {hi}]")
 
     @property
     def log2_res(self) -> int:
@@ -149,6 +162,15 @@ class TrainConfig:
     sample_every: int = 500
     ckpt_every: int = 500
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "max_bad_steps", "log_every", "sample_every",
+                     "ckpt_every", "r1_interval"):
+            value = getattr(self, name, 1)
+            if isinstance(value, int) and value < 1:
+                raise ConfigError(f"train.{name}={value}: must be >= 1")
+        if self.batch_size > 1 << 16:
+            raise ConfigError(f"train.batch_size={self.batch_size}: must be <= {1 << 16}")
 
 
 @dataclass(frozen=True)
@@ -306,17 +328,46 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (no alias bombs) and duplicate keys."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed "
+                                 "in facemend configs; write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: key {key!r} is "
+                                     "given twice in the same section")
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file is a one-line ConfigError."""
+    """Read a YAML mapping; a missing, empty or malformed file is a one-line ConfigError."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (not UTF-8)") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{p}: empty config file (nothing to configure; delete the --config "
+                          "option to use the defaults)")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
     return data

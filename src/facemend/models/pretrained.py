@@ -2,13 +2,20 @@
 
 A weights folder holds `model.safetensors` (every parameter and buffer of G, float32) and
 `config.json` ({"format": "facemend-generator", "format_version": 1, "model": {...}, ...}).
-Loading rebuilds G from the config, then checks every tensor name and shape before copying; it
-never unpickles. Problems are `WeightsError`s with one line naming the folder and the fix.
+Loading first checks the config against the safetensors header (tensor names, shapes, dtypes,
+byte offsets, total bytes against the file size: `check_header`), with the model's shapes taken
+from a build on the "meta" device (no memory), so a config asking for a huge model fails before
+anything is allocated; then it rebuilds G and copies every tensor; it never unpickles. Problems
+are `WeightsError`s with one line naming the folder and the fix.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import site
+import struct
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +33,27 @@ FORMAT = "facemend-generator"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "default"
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few KB
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on its JSON header
 # ModelConfig fields in which `init_from_weights` lets the new model differ from the folder's
 ADDABLE = ("full_res_skip", "num_skips", "d_channel_base", "d_max_channels", "mbstd_group")
+WEIGHTS_ENV = "FACEMEND_WEIGHTS"  # a weights folder to use instead of the bundled default
+
+
+def find_default_weights() -> Path:
+    """The weights `from_pretrained()` loads when given no folder, the first of: the folder named
+    by $FACEMEND_WEIGHTS; `weights/default` of the source checkout this module runs from; the copy
+    that the wheel installs as data under `<prefix>/share/facemend/weights/default` (prefix: the
+    environment's, else the user's, for `pip install --user`)."""
+    if os.environ.get(WEIGHTS_ENV):
+        return Path(os.environ[WEIGHTS_ENV])
+    checkout = Path(__file__).resolve().parents[3] / "weights" / "default"
+    prefixes = (sysconfig.get_path("data"), site.getuserbase())
+    installed = [Path(p) / "share" / "facemend" / "weights" / "default" for p in prefixes]
+    return next((c for c in (checkout, *installed) if (c / CONFIG_FILE).is_file()), installed[0])
+
+
+DEFAULT_WEIGHTS = find_default_weights()
 
 
 class WeightsError(ValueError):
@@ -61,10 +86,15 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     p = Path(folder) / CONFIG_FILE
     if not p.is_file():
         raise WeightsError(f"{folder}: no {CONFIG_FILE} (not a facemend weights folder)")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise WeightsError(f"{p}: {p.stat().st_size} bytes, too large for a config "
+                           f"(at most {MAX_CONFIG_BYTES})")
     try:
         config = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{p}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise WeightsError(f"{p}: nested too deeply (not a facemend config)") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise WeightsError(f"{p}: not a facemend generator config (format != {FORMAT!r})")
     version = config.get("format_version")
@@ -126,12 +156,63 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_header(folder: str | Path, cfg: ModelConfig) -> None:
+    """Check `model.safetensors`'s header against the tensors `cfg` needs, allocating nothing:
+    names, shapes, float32 dtype, offsets, and total bytes against the file size."""
+    wfile = Path(folder) / WEIGHTS_FILE
+    if not wfile.is_file():
+        raise WeightsError(f"{folder}: no {WEIGHTS_FILE}")
+    size = wfile.stat().st_size
+    what = sniff_format(wfile)
+    unreadable = WeightsError(f"{wfile}: not a readable safetensors file (bad header"
+                              f"{'; it looks like ' + what + ', never loaded' if what else ''})")
+    try:
+        with open(wfile, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if not 2 <= n <= min(MAX_HEADER_BYTES, size - 8):
+                raise unreadable
+            header = json.loads(f.read(n))
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise unreadable from None
+    if not isinstance(header, dict):
+        raise unreadable
+    header.pop("__metadata__", None)
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {k: tuple(v.shape) for k, v in Generator(cfg).state_dict().items()}
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise WeightsError(f"{wfile}: tensors do not match {CONFIG_FILE} ({what})")
+    data_bytes, total = size - 8 - n, 0
+    for name, shape in expected.items():
+        entry = header[name]
+        got = entry.get("shape") if isinstance(entry, dict) else None
+        if got != list(shape):
+            raise WeightsError(f"{wfile}: tensor {name} has shape {got}, {CONFIG_FILE} needs "
+                               f"{list(shape)}")
+        offsets = entry.get("data_offsets")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if entry.get("dtype") != "F32" or not (isinstance(offsets, list) and len(offsets) == 2
+                                               and offsets[1] - offsets[0] == 4 * numel
+                                               and offsets[0] >= 0 and offsets[1] <= data_bytes):
+            raise WeightsError(f"{wfile}: tensor {name} is not {numel} float32 values inside "
+                               "the file (truncated or altered)")
+        total += 4 * numel
+    if total != data_bytes:
+        raise WeightsError(f"{wfile}: holds {data_bytes} bytes of tensor data, {CONFIG_FILE} "
+                           f"needs {total} (truncated or altered)")
+
+
 def from_pretrained(
     folder: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> Generator:
     """Rebuild G from `folder` (default: the bundled `weights/default`), in eval mode."""
     folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
     cfg = load_config_from_dir(folder)
+    check_header(folder, cfg)
     state = read_weights(folder)
     model = Generator(cfg)
     load_state_into(model, state, str(Path(folder) / WEIGHTS_FILE))
