@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real face data lives, and a quiet single-thread torch."""
+"""Shared fixtures: the shipped test faces, the larger shared face data, a single-thread torch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEMEND_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
+FIXTURE_FACES = REPO / "tests" / "fixtures" / "faces"
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -25,9 +26,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def faces(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 real aligned faces (CelebA eval) in a private folder, for short training runs."""
+def face_files() -> list[Path]:
+    """The 7 aligned 128 px test faces shipped in tests/fixtures/faces (their README: sources)."""
+    files = sorted(FIXTURE_FACES.glob("*.png"))
+    assert len(files) == 7, FIXTURE_FACES
+    return files
+
+
+@pytest.fixture(scope="session")
+def faces(face_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped test faces in a private folder, for short training runs."""
     out = tmp_path_factory.mktemp("faces")
-    for p in sorted((shared_data / "celeba" / "eval256").glob("*.jpg"))[:16]:
+    for p in face_files:
         shutil.copy(p, out / p.name)
     return out

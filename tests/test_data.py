@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from facemend.data import FaceFolder, find_faces, split_files, worker_context
+from facemend.data import FaceFolder, split_files, worker_context
 from facemend.training.schedule import EpochIndexed, StepBatches
 
 H = 32
@@ -19,16 +20,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:skipping unreadable training ima
 
 
 @pytest.fixture(scope="module")
-def face_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 real faces (two formats, one subfolder) and one corrupt file."""
-    src = sorted((shared_data / "celeba" / "train128").glob("*.jpg"))[:10]
-    hq = sorted((shared_data / "hq512").glob("*.png"))[:2]
+def face_dir(face_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 real faces (PNG, JPEG and a 256 px copy; one subfolder) and one corrupt file."""
     root = tmp_path_factory.mktemp("faces")
-    for p in src[:6]:
-        shutil.copy(p, root / p.name)
     (root / "sub").mkdir()
-    for p in src[6:] + hq:
-        shutil.copy(p, root / "sub" / p.name)
+    for i, p in enumerate(face_files[:6]):
+        shutil.copy(p, root / p.name)
+        img = Image.open(p)
+        if i < 4:
+            img.save(root / "sub" / f"{p.stem}.jpg", quality=90)
+        else:
+            img.resize((256, 256), Image.Resampling.LANCZOS).save(root / "sub" / f"{p.stem}.png")
     (root / "sub" / "000000_corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
     (root / "notes.txt").write_text("not an image")
     return root
@@ -137,8 +139,8 @@ def test_loader_rejects_batch_larger_than_data(face_dir: Path) -> None:
         StepBatches(len(FaceFolder(face_dir, H)), 64, seed=0, start=0, stop=1)
 
 
-def test_split_deterministic_and_disjoint(shared_data: Path) -> None:
-    rels = [rel for _, rel in find_faces(shared_data / "celeba" / "train128")]
+def test_split_deterministic_and_disjoint() -> None:
+    rels = [Path(f"{i // 100:02d}") / f"{i:06d}.jpg" for i in range(3000)]
     train, val = split_files(rels, 0.1)
     assert split_files(rels, 0.1) == (train, val)
     assert not set(train) & set(val) and len(train) + len(val) == len(rels)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from facemend.commands import degrade as degrade_cmd
 from facemend.config import DegradationConfig
@@ -37,13 +38,15 @@ def blockiness(img: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def face512(shared_data: Path) -> np.ndarray:
-    return load_rgb(sorted((shared_data / "hq512").glob("*.png"))[0])
+def face512(face_files: list[Path]) -> np.ndarray:
+    """A shipped 128 px test face enlarged to 512 px (Lanczos)."""
+    face = Image.fromarray(load_rgb(face_files[0]))
+    return np.asarray(face.resize((512, 512), Image.Resampling.LANCZOS))
 
 
 @pytest.fixture(scope="module")
-def face128(shared_data: Path) -> np.ndarray:
-    return load_rgb(sorted((shared_data / "celeba" / "train128").glob("*.jpg"))[0])
+def face128(face_files: list[Path]) -> np.ndarray:
+    return load_rgb(face_files[0])
 
 
 def test_params_in_range_over_many_seeds() -> None:

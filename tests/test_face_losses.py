@@ -12,14 +12,14 @@ from facemend.faces.losses import FaceFeatureLoss
 from facemend.io import to_tensor
 
 
-def faces(shared_data: Path, n: int) -> torch.Tensor:
-    files = sorted((shared_data / "celeba" / "eval256").glob("*.jpg"))[:n]
+def faces(face_files: list[Path], n: int) -> torch.Tensor:
+    files = face_files[:n]
     imgs = [np.asarray(Image.open(f).convert("RGB").resize((64, 64), Image.LANCZOS)) for f in files]
     return torch.cat([to_tensor(i) for i in imgs])  # (n, 3, 64, 64)
 
 
-def test_face_losses_zero_for_identical_and_differentiable(shared_data: Path) -> None:
-    y = faces(shared_data, 4)
+def test_face_losses_zero_for_identical_and_differentiable(face_files: list[Path]) -> None:
+    y = faces(face_files, 4)
     loss = FaceFeatureLoss()
     percep, identity = loss(y, y)
     assert percep.item() < 1e-6 and abs(identity.item()) < 1e-5
@@ -31,8 +31,8 @@ def test_face_losses_zero_for_identical_and_differentiable(shared_data: Path) ->
     assert all(p.grad is None for p in loss.net.parameters())  # the face net stays frozen
 
 
-def test_identity_loss_ranks_other_people_further(shared_data: Path) -> None:
-    y = faces(shared_data, 6)
+def test_identity_loss_ranks_other_people_further(face_files: list[Path]) -> None:
+    y = faces(face_files, 7)
     loss = FaceFeatureLoss()
     _, same = loss(y.flip(-1), y)  # the same people, mirrored
     _, other = loss(y.roll(1, dims=0), y)  # each compared with someone else

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facemend.io import list_images, load_rgb
+from facemend.io import load_rgb
 from facemend.metrics.lpips import (
     BACKBONE_FILES,
     HEAD_FILES,
@@ -43,9 +43,9 @@ def _write_random_weights(root, net: str, seed: int = 0) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def faces(shared_data) -> torch.Tensor:
+def faces(face_files) -> torch.Tensor:
     """Four real faces at 64 px, (4, 3, 64, 64) in [-1, 1]."""
-    imgs = [load_rgb(p)[::4, ::4] for p in list_images(shared_data / "celeba" / "eval256")[:4]]
+    imgs = [load_rgb(p)[::2, ::2] for p in face_files[:4]]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from facemend.io import list_images, load_rgb
+from facemend.io import load_rgb
 from facemend.metrics.psnr_ssim import psnr, ssim
 
 
 @pytest.fixture(scope="module")
-def pairs(shared_data) -> list[tuple[np.ndarray, np.ndarray]]:
+def pairs(face_files) -> list[tuple[np.ndarray, np.ndarray]]:
     """Real faces paired with a blurred+noisy copy, a JPEG copy and another person's face."""
-    files = list_images(shared_data / "celeba" / "eval256")[:4]
+    files = face_files[:4]
     faces = [load_rgb(p) for p in files]
     rng = np.random.default_rng(0)
     out = []

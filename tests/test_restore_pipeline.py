@@ -122,13 +122,13 @@ def test_no_face_returns_upscaled_background() -> None:
     assert np.abs(res.images[0].astype(int) - 90).max() <= 1
 
 
-def test_aligned_mode(shared_data: Path) -> None:
-    face = load_rgb(sorted((shared_data / "celeba" / "eval256").glob("*.jpg"))[0])
-    res = restore_photo(face, lambda x: x, 256, aligned=True, samples=2)
+def test_aligned_mode(face_files: list[Path]) -> None:
+    face = load_rgb(face_files[0])  # 128 px
+    res = restore_photo(face, lambda x: x, 128, aligned=True, samples=2)
     assert len(res.faces) == 1 and len(res.images) == 2
     np.testing.assert_array_equal(res.images[0], face)  # no resize, no colour match, no paste
-    res = restore_photo(face, lambda x: x, 512, aligned=True)
-    assert res.images[0].shape == (512, 512, 3)
+    res = restore_photo(face, lambda x: x, 256, aligned=True)
+    assert res.images[0].shape == (256, 256, 3)
 
 
 def test_identity_similarity_and_guard() -> None:
