@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7 ablations at equal budget (same data, steps, seed): Table 3, number of skips, alpha.
+# Ablations at equal budget (same data, steps, seed): Table 3, number of skips, alpha.
 # Each variant: train configs/ablation-64.yaml with one change, then `facemend evaluate` (BFR at
 # 64 px on the CelebA evaluation identities). Usage: bash benchmarks/ablations.sh [OUT_DIR]
 set -euo pipefail

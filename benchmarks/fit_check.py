@@ -1,4 +1,4 @@
-"""Issue 7's "why": does a model underfit or overfit? Its BFR gain on training vs held-out faces.
+"""Does a model underfit or overfit? Its BFR gain on training vs held-out faces.
 
 Degrades N faces of the training split and N of the validation split (the training loop's own
 split: file hash < val_fraction) with eq. 13 at the model's resolution (fixed seed per image,

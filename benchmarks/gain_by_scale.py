@@ -1,4 +1,4 @@
-"""Issue 7's "why": the BFR gain (PSNR, identity distance) split by the degradation's scale r.
+"""The BFR gain (PSNR, identity distance) of a model, split by the degradation's scale r.
 
 Eq. 13 draws r in [1, 8] at every H; at H = 64 an r of 8 leaves an 8-pixel face. This reads a
 `facemend evaluate` test-set cache (manifest.json with each image's degradation parameters, bfr/,

@@ -1,12 +1,12 @@
-"""Issue 7's "why": what an identity distance of 0.40 (and +3 dB) means on the evaluation faces.
+"""What an identity distance of 0.40 (and +3 dB) means on the evaluation faces.
 
 Embeds the ground-truth faces of a `facemend evaluate` test-set cache (hq/, at the cache's
 resolution) with the evaluation's dlib face network, and reports (1) distances between different
 photos of the same identity and between identities (from the set's labels.csv), and (2) the mean
 distance of each face to its own ground truth after one clean, known degradation: JPEG alone, and
 bicubic down- and up-sampling by 2, 4 and 8 (no blur kernel, no noise), with their mean PSNR.
-The issue's targets are a mean distance of at most 0.40 and a PSNR 3 dB above the input's after
-eq. 13's degradations (r drawn from [1, 8]) and restoration.
+The targets in docs/results.md are a mean distance of at most 0.40 and a PSNR 3 dB above the
+input's after eq. 13's degradations (r drawn from [1, 8]) and restoration.
 Usage: python benchmarks/identity_calibration.py --cache runs/eval-128/testset-celeba-128 \
            --labels ../shared/data/celeba/eval256/labels.csv --out docs/identity_calibration.md
 """

@@ -49,14 +49,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not show the degraded input next to the options")
     c.add_argument("--force", action="store_true", help="replace an existing study file")
     c.add_argument("--raters", nargs="+", default=["10"], metavar="N_OR_NAME",
-                   help="raters to issue links to: a count (named rater01, ...) or names "
+                   help="raters to create links for: a count (named rater01, ...) or names "
                    "(default 10)")
     c.add_argument("--url", default=DEFAULT_URL,
                    help=f"server address the printed links start with (default {DEFAULT_URL})")
-    a = sub.add_parser("raters", help="list the raters' personal links, or issue more")
+    a = sub.add_parser("raters", help="list the raters' personal links, or add more")
     a.add_argument("study", help="study file")
     a.add_argument("--add", nargs="+", default=None, metavar="N_OR_NAME",
-                   help="issue links to more raters: a count or names")
+                   help="links for more raters: a count or names")
     a.add_argument("--url", default=DEFAULT_URL,
                    help=f"server address the printed links start with (default {DEFAULT_URL})")
     r = sub.add_parser("report", help="preference %% per method (Table 2) and agreement")
