@@ -143,8 +143,9 @@ def test_repeated_nan_stops_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(loop, "l1_loss", nan_l1_from(3))
     cfg = load_config(RunConfig, TINY, [*FAST, "train.steps=20", "train.ckpt_every=1",
                                         "train.max_bad_steps=3"])
-    with pytest.raises(TrainingDivergedError, match="3 non-finite losses in a row"):
+    with pytest.raises(TrainingDivergedError, match="3 non-finite losses in a row") as e:
         train(cfg, [str(faces)], tmp_path / "run", progress=False)
+    assert "is from before them" in str(e.value) and "last good" not in str(e.value)
     ckpt = tmp_path / "run" / "checkpoints" / "latest.safetensors"
     state = TrainingState(0, 0, {"G": Generator(cfg.model)}, {}, {})
     load_checkpoint(ckpt, state)
@@ -161,7 +162,7 @@ def test_absurd_learning_rate_diverges_cleanly(faces: Path, tmp_path: Path,
                "--no-progress", "--device", "cpu", *[a for s in sets for a in ("--set", s)]])
     assert rc == 3
     printed = capsys.readouterr()
-    assert "non-finite losses in a row" in printed.out and "step skipped" in printed.err
+    assert "non-finite losses in a row" in printed.err and "step skipped" in printed.err
     ckpt = out / "checkpoints" / "latest.safetensors"
     assert read_header(ckpt)["step"] >= 1  # the last checkpoint written is still loadable
     assert all(torch.isfinite(t).all() for t in load_file(ckpt).values())
@@ -251,7 +252,91 @@ def test_misspelled_config_key_fails_before_any_work(tmp_path: Path,
     out = tmp_path / "run"
     args = ["train", "--data", str(tmp_path / "no-such-data"), "--out", str(out)]
     assert main([*args, "--config", str(bad)]) == 2
-    assert "unknown config key 'train.stpes'" in capsys.readouterr().out
+    assert "unknown config key 'train.stpes'" in capsys.readouterr().err
     assert main([*args, "--config", str(TINY), "--set", "train.lr_gg=1"]) == 2
-    assert "train.lr_gg" in capsys.readouterr().out
+    assert "train.lr_gg" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("setting", ["train.batch_size=-4", "train.batch_size=0",
+                                     "train.steps=0", "train.steps=-5"])
+def test_non_positive_batch_or_steps_is_one_line(tmp_path, capsys, setting):
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--config", str(TINY),
+                 "--set", setting]) == 2
+    captured = capsys.readouterr()
+    key, value = setting.split("=")
+    err = captured.err.strip()
+    assert err.startswith("error: ") and err.endswith(f"{key}={value}: must be >= 1"), err
+    assert "\n" not in err
+    assert not out.exists()  # no untrained final/ left behind
+
+
+def test_empty_config_file_is_an_error(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "--config", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "empty config file" in err and str(empty) in err and "\n" not in err
+
+
+def test_data_with_only_bad_images_is_one_line(tmp_path, capsys, recwarn):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"face{i}.png").write_bytes(b"not a png " * i)
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--out", str(out), "--config", str(TINY),
+                 "--no-progress", *[a for f in FAST for a in ("--set", f)]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: no readable image among the 3 files")
+    assert "Traceback" not in "\n".join(err) and not (out / "final").exists()
+    assert not any("--max-pixels" in str(w.message) for w in recwarn)
+
+
+def test_oversized_training_image_warning_names_no_restore_option(tmp_path, monkeypatch):
+    import facemend.data as data_mod
+    from facemend.io import load_rgb
+
+    monkeypatch.setattr(data_mod, "load_rgb", lambda p: load_rgb(p, max_pixels=10))
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    torch.manual_seed(0)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    ds = data_mod.FaceFolder(folder, 32)
+    with pytest.warns(UserWarning) as rec, pytest.raises(ValueError, match="no readable image"):
+        ds[0]
+    assert "over the limit" in str(rec[0].message) and "--max-pixels" not in str(rec[0].message)
+
+
+def test_flipped_checkpoint_bytes_are_detected(tmp_path: Path) -> None:
+    def state() -> TrainingState:
+        torch.manual_seed(0)
+        return TrainingState(7, 28, {"G": torch.nn.Linear(64, 64)}, {}, {})
+
+    good = tmp_path / "ckpt.safetensors"
+    save_checkpoint(good, state())
+    assert len(read_header(good)["tensor_sha256"]) == 64
+    load_checkpoint(good, state())  # intact: loads
+    data = bytearray(good.read_bytes())
+    data[-100] ^= 0x01  # one bit of one weight
+    bad = tmp_path / "flipped.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        load_checkpoint(bad, state())
+
+
+def test_nan_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
+    m = torch.nn.Linear(8, 8)
+    with torch.no_grad():
+        m.weight[0, 0] = float("nan")
+    p = tmp_path / "nan.safetensors"
+    save_checkpoint(p, TrainingState(3, 12, {"G": m}, {}, {}))
+    with pytest.raises(CheckpointError, match="NaN/inf") as e:
+        load_checkpoint(p, TrainingState(0, 0, {"G": torch.nn.Linear(8, 8)}, {}, {}))
+    assert "last good" not in str(e.value)

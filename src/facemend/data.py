@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from facemend.config import DegradationConfig
 from facemend.degradations import degrade
-from facemend.io import ImageError, list_images, load_rgb, to_tensor
+from facemend.io import MAX_PIXELS_HINT, ImageError, list_images, load_rgb, to_tensor
 
 FACE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 PathLike = str | Path
@@ -139,8 +139,10 @@ class FaceFolder(Dataset):
                 return i, load_face(self.files[i], self.resolution)
             except ImageError as e:
                 self._bad.add(i)
-                warnings.warn(f"skipping unreadable training image {e}", stacklevel=3)
-        raise RuntimeError(f"no readable image among the {n} files of this dataset")
+                msg = str(e).removesuffix(MAX_PIXELS_HINT)  # train has no --max-pixels
+                warnings.warn(f"skipping unreadable training image {msg}", stacklevel=3)
+        raise ValueError(f"no readable image among the {n} files under "
+                         f"{', '.join(sorted({str(f.parent) for f in self.files}))[:300]}")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -43,6 +43,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".heic", ".heif")
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP; `facemend restore --max-pixels`
+MAX_PIXELS_HINT = "; raise it with --max-pixels N if the file is trusted"  # restore's option
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "RIFF/WebP"))
@@ -200,8 +201,8 @@ def _check_size(p: str, size: tuple[int, int], max_pixels: int | None) -> None:
         raise ImageError(f"{p}: image has no pixels ({w} x {h})", "corrupt")
     if max_pixels is not None and max_pixels > 0 and w * h > max_pixels:
         raise ImageError(f"{p}: {w} x {h} = {w * h / 1e6:.1f} MP is over the limit of "
-                         f"{max_pixels / 1e6:g} MP (decompression-bomb guard); raise it with "
-                         "--max-pixels N if the file is trusted", "too_large")
+                         f"{max_pixels / 1e6:g} MP (decompression-bomb guard){MAX_PIXELS_HINT}",
+                         "too_large")
 
 
 def _decode(im: Image.Image) -> LoadedImage:

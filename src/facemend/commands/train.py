@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     import torch
@@ -47,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             print(f"weights: {export_ema(Path(args.out) / CKPT, args.export_ema)}")
         except WeightsError as e:
-            print(f"error: {e}")
+            print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
     if not args.data:
-        print("error: --data DIR is required (a folder of aligned face images)")
+        print("error: --data DIR is required (a folder of aligned face images)", file=sys.stderr)
         return 2
     try:
         cfg = load_config(RunConfig, args.config, args.set)
@@ -61,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
         final = train(cfg, args.data, args.out, resume=args.resume, device=args.device,
                       stop_at=args.stop_at, progress=not args.no_progress)
     except (ConfigError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingDivergedError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 3
     if final.is_dir():
         print(f"weights: {final}")

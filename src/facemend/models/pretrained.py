@@ -164,8 +164,8 @@ def check_header(folder: str | Path, cfg: ModelConfig) -> None:
         raise WeightsError(f"{folder}: no {WEIGHTS_FILE}")
     size = wfile.stat().st_size
     what = sniff_format(wfile)
-    unreadable = WeightsError(f"{wfile}: not a readable safetensors file (bad header"
-                              f"{'; it looks like ' + what + ', never loaded' if what else ''})")
+    hint = f"; it looks like {what} (pickles are never loaded)" if what else ""
+    unreadable = WeightsError(f"{wfile}: not a readable safetensors file (bad header{hint})")
     try:
         with open(wfile, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))

@@ -4,11 +4,14 @@ JSON metadata (format version, step, config, optimiser hyperparameters) in its h
 Written to a temp file in the same folder and renamed, so a crash (even SIGKILL) mid-save leaves
 the previous checkpoint intact (the next save deletes the temp file such a crash leaves behind).
 Loading never unpickles and validates every tensor name and shape; a truncated file, a pickle,
-a safetensors file from elsewhere or random bytes is a one-line CheckpointError.
+a safetensors file from elsewhere or random bytes is a one-line CheckpointError. The header
+holds a SHA-256 of every tensor's bytes (`tensor_sha256`), checked on load, so flipped bytes in
+the tensor data are found; a checkpoint whose model weights hold NaN/inf is refused too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,16 @@ FORMAT_VERSION = 1
 
 class CheckpointError(WeightsError):
     """A checkpoint that cannot be loaded; str() names the file and the problem."""
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -72,6 +85,7 @@ def save_checkpoint(path: str | Path, state: TrainingState) -> None:
         "images_seen": state.images_seen,
         "optimizers": opt_meta,
         "extra": state.extra,
+        "tensor_sha256": tensor_digest(tensors),
     }
     data = save(tensors, metadata={"facemend": json.dumps(header)})
     remove_stale_temps(path)  # left by a save that was killed
@@ -121,9 +135,18 @@ def load_checkpoint(path: str | Path, state: TrainingState, map_location: str = 
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise _unreadable(p, e) from None
+    digest = header.get("tensor_sha256")
+    if digest is not None and tensor_digest(tensors) != digest:
+        raise CheckpointError(f"{p}: tensor data does not match its checksum (the file was "
+                              "altered or damaged on disk); resume from another checkpoint")
     for name, module in state.modules.items():
         prefix = f"{name}/"
         sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        bad = next((k for k, v in sub.items() if v.is_floating_point()
+                    and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise CheckpointError(f"{p}: {name} weights hold NaN/inf values ({bad}); this "
+                                  "checkpoint cannot be resumed from")
         try:
             load_state_into(module, sub, f"{p} [{name}]")
         except WeightsError as e:

@@ -309,8 +309,10 @@ def train(
             if log is not None:
                 log.write({"step": step, "skipped": f"non-finite {problem}"})
             if bad >= tc.max_bad_steps:
+                kept = (f"the checkpoint {ckpt} is from before them" if ckpt.is_file()
+                        else "no checkpoint was written")
                 raise TrainingDivergedError(f"{bad} non-finite losses in a row at step {step}; "
-                                            f"last good checkpoint kept at {ckpt}")
+                                            f"{kept}")
             state.step += 1
             continue
         bad = 0
