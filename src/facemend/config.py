@@ -140,6 +140,7 @@ class TrainConfig:
     vgg19_weights: str | None = None  # local torchvision-format vgg19-dcbb9e9d.pth
     face_perceptual_weight: float = 0.1  # offline dlib-ResNet feature loss (used without VGG19)
     identity_weight: float = 0.1  # 1 - cos(emb(G(x)), emb(y)) with the dlib ResNet
+    feature_matching_weight: float = 0.0  # L1 between D's block features of G(x) and y
     vq_beta: float = 0.25  # commitment weight (eq. 3, second term)
     r1_gamma: float = 0.0  # lazy R1 on real images; 0 = off
     r1_interval: int = 16
@@ -155,8 +156,11 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: CUDA bf16 where available, else fp32
     # a weights folder (facemend restore --weights format) to start G and its EMA from; the model
     # may add modules to it (they start fresh) or double its resolution 1+ times
-    # (facemend.models.grow); ignored on --resume. D always starts fresh.
+    # (facemend.models.grow); ignored on --resume. D starts fresh unless init_d_from names one.
     init_from: str | None = None
+    # a weights folder holding discriminator.safetensors (written by --export-ema) to start D
+    # from, so that an adversarial run continues on another machine; ignored on --resume
+    init_d_from: str | None = None
     compile: bool = False  # torch.compile G and D for training (minutes to compile; long runs)
     log_every: int = 10
     sample_every: int = 500
