@@ -128,7 +128,9 @@ def test_aligned_mode(face_files: list[Path]) -> None:
     assert len(res.faces) == 1 and len(res.images) == 2
     np.testing.assert_array_equal(res.images[0], face)  # no resize, no colour match, no paste
     res = restore_photo(face, lambda x: x, 256, aligned=True)
-    assert res.images[0].shape == (256, 256, 3)
+    assert res.images[0].shape == (128, 128, 3)  # the face's own size, not the model's
+    res = restore_photo(face, lambda x: x, 256, aligned=True, detail=False)
+    assert res.images[0].shape == (256, 256, 3)  # the plain rule: the model's size
 
 
 def test_identity_similarity_and_guard() -> None:
@@ -147,7 +149,7 @@ def test_identity_similarity_and_guard() -> None:
     def perturb(x: torch.Tensor) -> torch.Tensor:
         return (x + pattern).clamp(-1, 1)
 
-    x = to_tensor(res.faces[0].cropped)
+    x = to_tensor(res.faces[0].model_crop)  # what the model saw (at SIZE)
     full = torch.cosine_similarity(pooled_identity(x), pooled_identity(perturb(x)))
     half = torch.cosine_similarity(pooled_identity(x), pooled_identity(0.5 * (x + perturb(x))))
     assert full < half

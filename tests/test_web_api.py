@@ -69,15 +69,18 @@ def test_restore_photo_returns_faces_and_downloadable_links(client):
     res = r.json()
     w, h = Image.open(photo).size
     assert (res["width"], res["height"]) == (w, h) and res["message"] is None
-    assert res["settings"] == {"noise_scale": 0.5, "seed": 3, "samples": 2, "identity": True}
+    assert res["settings"] == {"noise_scale": 0.5, "seed": 3, "samples": 2, "upscale": 1.0,
+                               "identity": True}
     assert len(res["faces"]) >= 1 and len(res["images"]) == 2
     face = res["faces"][0]
     x0, y0, x1, y1 = face["box"]
     assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
     assert len(face["identity"]) == 2 and all(-1 <= s <= 1 for s in face["identity"])
-    assert _image(client.get(face["input"])).shape == (32, 32, 3)
+    side = _image(client.get(face["input"])).shape  # the face at its own size in the photo
+    assert side[0] == side[1] > 32 and side[2] == 3
     for url in face["restored"]:
-        assert _image(client.get(url)).shape == (32, 32, 3)
+        assert _image(client.get(url)).shape == side
+
     for url in res["images"]:
         assert _image(client.get(url)).shape == (h, w, 3)
     d = client.get(res["images"][0] + "?download=1")
@@ -88,6 +91,15 @@ def test_restore_photo_returns_faces_and_downloadable_links(client):
     assert np.array_equal(_image(client.get(res["input"]), "image/jpeg"),
                           np.asarray(Image.open(photo)))
 
+
+def test_upscale_field_scales_the_photo(client):
+    photo = PHOTOS / "john2.jpg"
+    r = _post(client, "john2.jpg", photo.read_bytes(), upscale=2)
+    assert r.status_code == 200, r.text
+    res = r.json()
+    w, h = Image.open(photo).size
+    assert _image(client.get(res["images"][0])).shape[:2] == (2 * h, 2 * w)
+    assert _post(client, "john2.jpg", photo.read_bytes(), upscale=9).status_code == 422
 
 def test_no_face_photo_says_so(client):
     ramp = np.linspace(0, 255, 160 * 200 * 3).reshape(160, 200, 3).astype(np.uint8)
@@ -266,12 +278,12 @@ def test_results_are_served_only_by_valid_ids(client):
 
 
 def test_internal_errors_are_generic_500(client, monkeypatch):
-    import facemend.inference.restore as restore_mod
+    import facemend.inference.api as api_mod
 
     def boom(*a, **k):
         raise RuntimeError("secret internal state")
 
-    monkeypatch.setattr(restore_mod, "restore_photo", boom)
+    monkeypatch.setattr(api_mod, "restore_photo", boom)
     r = _post(client, "a.jpg", (PHOTOS / "john2.jpg").read_bytes())
     assert r.status_code == 500 and r.json() == {"detail": "internal error (see the server log)"}
 

@@ -153,7 +153,7 @@ class TrainConfig:
     val_batch: int = 8  # fixed validation batch for PSNR and grids
     seed: int = 0
     num_workers: int = 0
-    amp: Literal["auto", "bf16", "none"] = "auto"  # auto: CUDA bf16 where available, else fp32
+    amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 where native (CUDA, AMX), else fp32
     # a weights folder (facemend restore --weights format) to start G and its EMA from; the model
     # may add modules to it (they start fresh) or double its resolution 1+ times
     # (facemend.models.grow); ignored on --resume. D starts fresh unless init_d_from names one.

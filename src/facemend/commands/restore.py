@@ -51,6 +51,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upsample", type=int, default=None,
                    help="detector upsampling (default: 2 for photos under 800 px, else 1)")
     p.add_argument("--no-colour-match", action="store_true", help="skip the colour match")
+    p.add_argument("--face-size", type=int, default=None, metavar="N",
+                   help="save cropped_faces/ and restored_faces/ at N x N (GFPGAN: 512); default: "
+                   "each face at its own size in the output, at least the model's")
+    p.add_argument("--no-detail", action="store_true",
+                   help="the plain rule: the model's output replaces each face at the model's "
+                   "resolution (default: faces keep their own size and the input's detail above "
+                   "the model's band, and the model's change is weighed by how degraded the "
+                   "face looks)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,14 +76,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from facemend.inference.detect import DetectOptions
     from facemend.inference.files import (
         empty_folders,
         expand_inputs,
         output_names,
         protected_path,
     )
-    from facemend.inference.restore import memory_safe_batch, restore_photo
     from facemend.io import atomic_write_bytes, load_image
 
     try:
@@ -93,20 +99,11 @@ def run(args: argparse.Namespace) -> int:
     files, missing = expand_inputs(args.inputs, args.recursive, skip_outputs_of=out)
     empty = empty_folders(args.inputs, args.recursive, skip_outputs_of=out)
     try:
-        restorer, size, model_info = _load_restorer(args)
+        restorer = _load_restorer(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}")
         return 2
-    identity_fn = None
-    if not args.no_identity:
-        from facemend.faces.chip import embed_aligned
-
-        def identity_fn(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return embed_aligned(x)
-
-    # faces per model call, capped so that a 512-px model stays within memory (4 GB target)
-    batch_size = memory_safe_batch(size, args.batch_size)
+    model_info = restorer.info
     names = output_names(files, out)
     protected = {f.resolve() for f in files}
     report: dict = {"model": model_info, "settings": _settings(args), "files": []}
@@ -124,19 +121,14 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             loaded = load_image(path, max_pixels=args.max_pixels or None)
-            up = args.upsample
-            if up is None:  # small photos have small faces: let the detector look closer
-                up = 2 if max(loaded.rgb.shape[:2]) < 800 else 1
-            detect = DetectOptions(detector=args.detector, upsample=up)
             for note in loaded.warnings:
                 print(f"note: {path}: {note}")
             if loaded.warnings:
                 entry["warnings"] = list(loaded.warnings)
-            res = restore_photo(
-                loaded.rgb, restorer, size, detect=detect, only_center_face=args.only_center_face,
-                face_index=args.face_index, upscale=args.upscale, aligned=args.aligned,
-                batch_size=batch_size, samples=args.samples, identity_fn=identity_fn,
-                identity_guard=args.identity_guard, colour_match=not args.no_colour_match,
+            res = restorer.enhance(
+                loaded.rgb, aligned=args.aligned, only_center_face=args.only_center_face,
+                face_index=args.face_index, upscale=args.upscale, samples=args.samples,
+                face_size=args.face_size, upsample=args.upsample,
             )
             stem, ext = names[path], _ext(args.ext, path)
             written = _write_outputs(out, stem, ext, res, args.aligned, loaded, protected,
@@ -174,35 +166,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_restorer(args: argparse.Namespace):
-    """(restorer callable, model resolution, info dict) for the chosen backend and weights."""
-    from facemend.inference.restore import model_restorer
-    from facemend.models.pretrained import DEFAULT_WEIGHTS, from_pretrained
-    from facemend.training.distributed import pick_device
+    """The FaceRestorer (torch weights or ONNX file) for the command's options."""
+    from facemend.inference.api import FaceRestorer
 
-    if args.backend == "onnx":
-        from facemend.inference.onnx_backend import OnnxBackendError, onnx_restorer
-
-        if not args.onnx:
-            raise ValueError("--backend onnx needs --onnx FILE (see `facemend export --onnx`)")
-        try:  # noise_scale None: what the graph allows (0 for a --noise zero export)
-            restorer, size = onnx_restorer(args.onnx, args.noise_scale, args.seed)
-        except OnnxBackendError as e:
-            raise ValueError(str(e)) from None
-        args.noise_scale = restorer.noise_scale
-        return restorer, size, {"backend": "onnx", "file": str(args.onnx)}
-    if args.noise_scale is None:
-        args.noise_scale = 1.0
-    device = pick_device(args.device)
-    weights = args.weights or DEFAULT_WEIGHTS
-    G = from_pretrained(weights, device=device)
-    restorer = model_restorer(G, noise_scale=args.noise_scale, seed=args.seed, device=device)
-    return restorer, G.cfg.resolution, {"backend": "torch", "weights": str(weights),
-                                         "resolution": G.cfg.resolution, "device": str(device)}
+    restorer = FaceRestorer(
+        args.weights, backend=args.backend, onnx=args.onnx, device=args.device,
+        noise_scale=args.noise_scale, seed=args.seed, identity=not args.no_identity,
+        identity_guard=args.identity_guard, detector=args.detector,
+        colour_match=not args.no_colour_match, detail=not args.no_detail,
+        batch_size=args.batch_size,
+    )
+    args.noise_scale = restorer.noise_scale
+    return restorer
 
 
 def _settings(args: argparse.Namespace) -> dict:
     keys = ("aligned", "upscale", "only_center_face", "face_index", "seed", "samples",
-            "noise_scale", "batch_size", "identity_guard", "detector")
+            "noise_scale", "batch_size", "identity_guard", "detector", "face_size", "no_detail")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -218,7 +198,9 @@ def _face_json(f) -> dict:
             "source_size": round(float(f.source_size), 2),
             "identity": [None if s is None else round(s, 4) for s in f.identity],
             "identity_final": [None if s is None else round(s, 4) for s in f.identity_final],
-            "guard": list(f.guard)}
+            "guard": list(f.guard),
+            "size": int(f.cropped.shape[0]),  # side of the restored crop (the face's own size)
+            "trust": list(f.trust)}  # per sample, share of the model's change kept
 
 
 def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protected,
@@ -226,6 +208,7 @@ def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protect
     """Write crops, restored faces, comparisons and whole images (with the input's alpha and ICC
     profile; orientation already in the pixels); returns the paths written. `suffix` (GFPGAN's
     and CodeFormer's --suffix) is added to the names of restored faces and whole images."""
+    from facemend.inference.api import resize_face
     from facemend.inference.files import check_not_input
     from facemend.io import save_image
 
@@ -238,14 +221,16 @@ def _write_outputs(out, stem: str, ext: str, res, aligned: bool, loaded, protect
     tag = f"_{suffix}" if suffix else ""
     for f in res.faces:
         p = out / "cropped_faces" / f"{stem}_{f.index:02d}.png"
-        save_rgb(p, f.cropped)
+        cropped = resize_face(f.cropped, res.face_size)
+        save_rgb(p, cropped)
         written.append(str(p))
         for k, face in enumerate(f.restored):
+            face = resize_face(face, res.face_size)
             sample = f"_s{k}" if multi else ""
             p = out / "restored_faces" / f"{stem}_{f.index:02d}{sample}{tag}.png"
             save_rgb(p, face)
             p2 = out / "cmp" / f"{stem}_{f.index:02d}{sample}.png"
-            save_rgb(p2, np.concatenate([f.cropped, face], axis=1))
+            save_rgb(p2, np.concatenate([cropped, face], axis=1))
             written += [str(p), str(p2)]
     if not aligned:
         for k, image in enumerate(res.images):

@@ -12,6 +12,7 @@ the input crop is kept. Either action is recorded per face and sample.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from facemend.inference.align import affine_scale, align_face
+from facemend.inference.align import affine_scale, align_face, warp_face
+from facemend.inference.detail import resize, transfer_detail
 from facemend.inference.detect import DetectOptions, Face, detect_faces, select_faces
+from facemend.inference.mask import paste_mask
 from facemend.inference.paste import (
     Upsampler,
     canvas_to_uint8,
-    face_mask,
     match_colour,
     output_matrix,
     paste_face,
@@ -47,11 +49,14 @@ class FaceResult:
     landmarks5: np.ndarray  # (5, 2) in the photo
     matrix: np.ndarray  # (2, 3) photo -> crop similarity
     source_size: float  # side of the crop in photo pixels (size / scale of matrix)
-    cropped: np.ndarray  # (S, S, 3) uint8 aligned input crop
+    cropped: np.ndarray  # (S, S, 3) uint8 aligned input crop at the face's output size S
+    model_crop: np.ndarray | None = None  # (H, H, 3) uint8 the model's input (the crop at H)
+    landmarks68: np.ndarray | None = None  # (68, 2) in the photo, when the detector fitted them
     restored: list[np.ndarray] = field(default_factory=list)  # per sample (S, S, 3) uint8, pasted
     identity: list[float | None] = field(default_factory=list)  # per sample, model output vs input
     identity_final: list[float | None] = field(default_factory=list)  # after the guard
     guard: list[GuardAction] = field(default_factory=list)  # per sample
+    trust: list[float] = field(default_factory=list)  # per sample, share of the model's change
 
 
 @dataclass
@@ -167,6 +172,27 @@ def _restore_batch(
     return [to_uint8(t) for t in y], sim, sim_final, actions
 
 
+MAX_FACE_SIZE = 1024  # largest side a face crop is restored and kept at (memory bound)
+
+
+def face_output_size(source_size: float, upscale: float, H: int,
+                     max_size: int = MAX_FACE_SIZE) -> int:
+    """Side S of a face's restored crop: its side in the output photo, between H and max_size.
+
+    The crop is restored at the face's own size in the output (source side x upscale), so that
+    pasting it back neither throws away the input's detail nor interpolates the model's output;
+    faces smaller than the model's H are kept at H (their pasted copy is then downsampled).
+    """
+    return int(np.clip(round(source_size * upscale), H, max(H, max_size)))
+
+
+def scale_matrix(m: np.ndarray, factor: float) -> np.ndarray:
+    """(2, 3) photo -> crop transform for the same crop sampled `factor` times finer."""
+    out = np.asarray(m, np.float64) * factor
+    out[:, 2] += 0.5 * factor - 0.5  # pixel centres: c' = (c + 0.5) * factor - 0.5
+    return out
+
+
 def _aligned_input(img: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """An already aligned face resized to (size, size, 3), and its (2, 3) photo -> crop M."""
     import cv2
@@ -179,6 +205,23 @@ def _aligned_input(img: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     fx, fy = size / w, size / h
     m = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5]])
     return crop.astype(np.uint8), m
+
+
+def _finish_face(f: FaceResult, o: np.ndarray, size: int, aligned: bool, detail: bool,
+                 colour_match: bool, masks: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The restored (S, S, 3) uint8 face from the model's (H, H, 3) output `o` (guard applied):
+    colour-matched at H, then the model's change carried to S (`detail.transfer_detail`)."""
+    mask_H, _ = masks
+    if not aligned and colour_match:
+        o = match_colour(o, f.model_crop, mask_H)
+    if not detail:
+        f.trust.append(1.0)
+        return np.rint(np.clip(o, 0, 255)).astype(np.uint8)
+    out, t = transfer_detail(f.cropped, f.model_crop, np.asarray(o, np.float32))
+    f.trust.append(round(t, 4))
+    if out.shape[0] != f.cropped.shape[0]:  # a face at or below H: the rule ran at H
+        out = resize(out, f.cropped.shape[0])
+    return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
 
 
 def restore_photo(
@@ -198,12 +241,19 @@ def restore_photo(
     colour_match: bool = True,
     background: str | Upsampler = "lanczos",
     robust_alignment: bool = False,
+    detail: bool = True,
+    face_shaped_mask: bool = True,
+    max_face_size: int = MAX_FACE_SIZE,
 ) -> PhotoResult:
     """Restore every selected face of an (H, W, 3) uint8 RGB photo, `samples` times.
 
-    With `aligned`, img is one aligned face: it is resized to size, restored, and returned as
-    the image (no detection, colour match or paste). Faces are restored in batches of
-    `batch_size` and pasted one at a time over the background upscaled by `upscale`.
+    Each face is restored by the model at its resolution `size` and, with `detail` (default),
+    kept at its own size S in the output with the input's detail above the model's band
+    (`facemend.inference.detail`); `detail=False` is the plain rule: the model's output
+    replaces the face, at `size`. With `aligned`, img is one aligned face, returned at its own
+    size (no detection, colour match or paste). Faces are restored in batches of `batch_size`
+    and pasted one at a time over the background upscaled by `upscale`, through a face-shaped
+    mask from the 68 landmarks (`face_shaped_mask`) or a feathered square.
     """
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, (img.shape, img.dtype)
     assert samples >= 1 and batch_size >= 1, (samples, batch_size)
@@ -211,20 +261,30 @@ def restore_photo(
     t = time.perf_counter()
     faces: list[FaceResult] = []
     if aligned:
-        crop, m = _aligned_input(img, size)
         h, w = img.shape[:2]
+        side = max(h, w) if detail else size
+        crop_S, _ = _aligned_input(img, side)
+        crop_H = _aligned_input(crop_S, size)[0] if side != size else crop_S
+        m = _aligned_input(img, size)[1]
         faces.append(FaceResult(0, (0.0, 0.0, float(w), float(h)), np.zeros((5, 2), np.float32),
-                                m, float(np.sqrt(h * w)), crop))
+                                m, float(np.sqrt(h * w)), crop_S, model_crop=crop_H))
     else:
+        if face_shaped_mask and not (detect or DetectOptions()).landmarks68:
+            detect = dataclasses.replace(detect or DetectOptions(), landmarks68=True)
         found: list[Face] = detect_faces(img, detect)
         rank = {id(f): i for i, f in enumerate(found)}
         chosen = select_faces(found, only_center_face, face_index, img.shape)
         timings["detect"] = time.perf_counter() - t
         t = time.perf_counter()
         for f in chosen:
-            crop, m = align_face(img, f.landmarks5, size, robust=robust_alignment)
-            faces.append(FaceResult(rank[id(f)], f.box, f.landmarks5, m,
-                                    size / affine_scale(m), crop))
+            crop_H, m = align_face(img, f.landmarks5, size, robust=robust_alignment)
+            source = size / affine_scale(m)
+            S = face_output_size(source, upscale, size, max_face_size) if detail else size
+            crop_S = warp_face(img, scale_matrix(m, S / size), S) if size != S else crop_H
+            if size < S:  # the model sees the face at S brought down to H, anti-aliased
+                crop_H = np.rint(resize(crop_S, size)).clip(0, 255).astype(np.uint8)
+            faces.append(FaceResult(rank[id(f)], f.box, f.landmarks5, m, source, crop_S,
+                                    model_crop=crop_H, landmarks68=f.landmarks68))
         timings["align"] = time.perf_counter() - t
 
     canvases: list[np.ndarray] = []
@@ -234,31 +294,44 @@ def restore_photo(
         canvases = [canvas] + [canvas.copy() for _ in range(samples - 1)]
         del canvas  # the list owns the canvases, so each can be released after conversion
         timings["paste"] += time.perf_counter() - t
-    mask = face_mask(size)
     for start in range(0, len(faces), batch_size):
         batch = faces[start : start + batch_size]
         for k in range(samples):
             t = time.perf_counter()
             out, sim, sim_final, actions = _restore_batch(
-                [f.cropped for f in batch], restorer, identity_fn, identity_guard
+                [f.model_crop for f in batch], restorer, identity_fn, identity_guard
             )
             timings["restore"] += time.perf_counter() - t
             t = time.perf_counter()
             for f, o, s0, s1, a in zip(batch, out, sim, sim_final, actions, strict=True):
-                if not aligned and colour_match:
-                    o = np.rint(match_colour(o, f.cropped, mask)).astype(np.uint8)
+                S = f.cropped.shape[0]
+                lm68 = f.landmarks68 if face_shaped_mask and not aligned else None
+                masks = (paste_mask(size, f.matrix, lm68),
+                         paste_mask(S, scale_matrix(f.matrix, S / size), lm68))
+                o = _finish_face(f, o, size, aligned, detail, colour_match, masks)
                 f.restored.append(o)
                 f.identity.append(s0)
                 f.identity_final.append(s1)
                 f.guard.append(a)
                 if not aligned:
-                    m_out = output_matrix(f.matrix, img.shape, canvases[k].shape)
-                    paste_face(canvases[k], o, m_out, mask)
+                    m_out = output_matrix(scale_matrix(f.matrix, S / size), img.shape,
+                                          canvases[k].shape)
+                    paste_face(canvases[k], o, m_out, masks[1])
             timings["paste"] += time.perf_counter() - t
-    if aligned:
-        images = [faces[0].restored[k] for k in range(samples)]
+    if aligned:  # at the input's own size; the plain rule (no detail) at the model's
+        h, w = img.shape[:2]
+        images = [o if o.shape[:2] == (h, w) or not detail else _resize_to(o, (w, h))
+                  for o in faces[0].restored]
     else:  # one float canvas at a time is turned into uint8 and released (peak memory)
         images = []
         while canvases:
             images.append(canvas_to_uint8(canvases.pop(0)))
     return PhotoResult(faces, images, timings)
+
+
+def _resize_to(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) uint8 resized to cv2 size (w', h'), area down / Lanczos up."""
+    import cv2
+
+    interp = cv2.INTER_AREA if wh[0] * wh[1] < img.shape[0] * img.shape[1] else cv2.INTER_LANCZOS4
+    return np.clip(cv2.resize(img, wh, interpolation=interp), 0, 255).astype(np.uint8)

@@ -122,42 +122,34 @@ class Restorer:
     """The loaded model + face-embedding net, and the photo -> stored result job."""
 
     def __init__(self, s: ServerSettings, store: ResultStore, model: Any = None) -> None:
-        import torch
-
-        from facemend.models.pretrained import DEFAULT_WEIGHTS, from_pretrained
+        from facemend.inference.api import FaceRestorer
 
         self.s, self.store = s, store
-        self.weights = str(s.weights or DEFAULT_WEIGHTS) if model is None else "<in memory>"
-        self.G = model if model is not None else from_pretrained(self.weights, device=s.device)
-        self.size = int(self.G.cfg.resolution)
-        self.identity_fn = None
         self.identity_note: str | None = None
-        if s.identity:
-            try:
-                from facemend.faces.chip import embed_aligned
+        kw = {"device": s.device, "detector": s.detector}
+        try:
+            self.api = FaceRestorer(s.weights, model=model, identity=s.identity, **kw)
+            if s.identity:
                 from facemend.faces.dlib_resnet import load_face_net
 
                 load_face_net(device=s.device)  # once, now: fail early and say so
+        except (OSError, ValueError, ImportError) as e:
+            if not s.identity:
+                raise
+            self.identity_note = f"identity similarity off: {str(e).splitlines()[0]}"
+            log.warning(self.identity_note)
+            self.api = FaceRestorer(s.weights, model=model, identity=False, **kw)
+        self.weights = self.api.info["weights"]
+        self.size = self.api.size
+        self.identity_fn = self.api.identity_fn
 
-                def identity_fn(x: torch.Tensor) -> torch.Tensor:
-                    with torch.inference_mode():
-                        return embed_aligned(x)
-
-                self.identity_fn = identity_fn
-            except (OSError, ValueError, ImportError) as e:
-                self.identity_note = f"identity similarity off: {str(e).splitlines()[0]}"
-                log.warning(self.identity_note)
-
-    def __call__(self, data: bytes, noise_scale: float, seed: int, samples: int) -> dict:
+    def __call__(self, data: bytes, noise_scale: float, seed: int, samples: int,
+                 upscale: float = 1.0) -> dict:
         """Decode, restore, store; returns the RestoreOut fields."""
-        from facemend.inference.detect import DetectOptions
-        from facemend.inference.restore import model_restorer, restore_photo
-
         upload = decode_upload(data, self.s.max_pixels)
         img = upload.rgb
-        restorer = model_restorer(self.G, noise_scale=noise_scale, seed=seed, device=self.s.device)
-        res = restore_photo(img, restorer, self.size, detect=DetectOptions(self.s.detector),
-                            samples=samples, identity_fn=self.identity_fn)
+        res = self.api.enhance(img, samples=samples, upscale=upscale, noise_scale=noise_scale,
+                               seed=seed)
         rid = self.store.new()
         url = f"/api/results/{rid}/"
         self.store.put(rid, upload.stored_name, upload.stored)
@@ -183,7 +175,7 @@ class Restorer:
                 "faces": faces, "images": images, "input": url + upload.stored_name,
                 "message": message,
                 "settings": {"noise_scale": noise_scale, "seed": seed, "samples": samples,
-                             "identity": self.identity_fn is not None},
+                             "upscale": upscale, "identity": self.identity_fn is not None},
                 "timings": {k: round(v, 4) for k, v in res.timings.items()}}
 
 
@@ -259,12 +251,13 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
                                   description="0 = deterministic, 1 = as trained"),
         seed: int = Form(0, ge=0, le=2**31 - 1, description="noise seed (repeatable)"),
         samples: int = Form(1, ge=1, le=s.max_samples, description="restorations per face"),
+        upscale: float = Form(1.0, ge=1.0, le=4.0, description="photo upscale factor (1-4)"),
     ) -> Any:
         data = await file.read(max_bytes + 1)
         if len(data) > max_bytes:
             return _error(413, too_large)
         try:
-            return await queue.run(restorer, data, noise_scale, seed, samples)
+            return await queue.run(restorer, data, noise_scale, seed, samples, upscale)
         except BusyError as e:
             return _error(503, str(e))
         except UploadError as e:

@@ -65,11 +65,17 @@ async function submit(ev) {
   if (!file) { $("status").textContent = "choose a photo first"; return; }
   const body = new FormData();
   body.append("file", file);
-  for (const k of ["noise_scale", "seed", "samples"]) body.append(k, $(k).value);
+  for (const k of ["noise_scale", "seed", "samples", "upscale"]) body.append(k, $(k).value);
   $("submit").disabled = true;
   $("status").className = "";
-  $("status").textContent = "restoring…";
   const t0 = performance.now();
+  const what = await megapixels(file);
+  const tick = () => {
+    const s = ((performance.now() - t0) / 1000).toFixed(0);
+    $("status").textContent = `restoring ${what}… ${s} s (large photos take several seconds)`;
+  };
+  tick();
+  const timer = setInterval(tick, 1000);
   try {
     const r = await fetch("/api/restore", { method: "POST", body });
     const res = await r.json();
@@ -80,8 +86,23 @@ async function submit(ev) {
     $("status").className = "error";
     $("status").textContent = "error: " + e.message;
   } finally {
+    clearInterval(timer);
     $("submit").disabled = false;
   }
+}
+
+// "12.0 MP photo" from the chosen file's pixel size ("photo" if the browser cannot decode it)
+function megapixels(file) {
+  return new Promise((resolve) => {
+    const url = URL.createObjectURL(file);
+    const im = new Image();
+    im.onload = () => {
+      URL.revokeObjectURL(url);
+      resolve(`${(im.naturalWidth * im.naturalHeight / 1e6).toFixed(1)} MP photo`);
+    };
+    im.onerror = () => { URL.revokeObjectURL(url); resolve("photo"); };
+    im.src = url;
+  });
 }
 
 $("form").addEventListener("submit", submit);
