@@ -50,10 +50,10 @@ def test_folder_with_face_no_face_and_corrupt_file(weights: Path, tmp_path: Path
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     rc = restore(str(src), "-o", str(tmp_path / "out"), "--weights", str(weights))
     assert rc == 1
-    out = capsys.readouterr().out
-    errors = [ln for ln in out.splitlines() if ln.startswith(str(src))]
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith(str(src))]
     assert len(errors) == 1 and "corrupt.jpg" in errors[0]
-    assert "1 failed" in out
+    assert "1 failed" in captured.out
     imgs = sorted(p.name for p in (tmp_path / "out" / "restored_imgs").iterdir())
     assert imgs == ["face.jpg", "noface.png"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -107,6 +107,6 @@ def test_missing_input_and_bad_weights(weights: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture) -> None:
     assert restore(str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "o"), "--weights",
                    str(weights)) == 1
-    assert "nope.jpg: no such file" in capsys.readouterr().out
+    assert "nope.jpg: no such file" in capsys.readouterr().err
     assert restore(str(PHOTO), "-o", str(tmp_path / "o2"), "--weights", str(tmp_path)) == 2
-    assert "no config.json" in capsys.readouterr().out
+    assert "no config.json" in capsys.readouterr().err

@@ -41,7 +41,7 @@ import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif",
-                    ".heic", ".heif")
+                    ".heic", ".heif", ".avif")
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP; `facemend restore --max-pixels`
 MAX_PIXELS_HINT = "; raise it with --max-pixels N if the file is trusted"  # restore's option
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.samples < 1 or args.batch_size < 1 or args.upscale <= 0:
-        print("error: --samples and --batch-size must be >= 1 and --upscale > 0")
+        _say("error: --samples and --batch-size must be >= 1 and --upscale > 0")
         return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         restorer = _load_restorer(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"error: {e}")
+        _say(f"error: {e}")
         return 2
     model_info = restorer.info
     names = output_names(files, out)
@@ -109,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"model": model_info, "settings": _settings(args), "files": []}
     failed = len(missing)
     for m in missing:
-        print(f"{m}: no such file, folder or matching glob")
+        _say(f"{m}: no such file, folder or matching glob")
         report["files"].append({"file": m, "status": "error", "error": "not found"})
     for folder, why in empty.items():
         failed += 1
-        print(f"{folder}: {why}", file=sys.stderr)
+        _say(f"{folder}: {why}")
         report["files"].append({"file": folder, "status": "error", "error": why})
     n_faces = 0
     for path in tqdm(files, unit="photo", disable=args.no_progress or len(files) < 2):
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             loaded = load_image(path, max_pixels=args.max_pixels or None)
             for note in loaded.warnings:
-                print(f"note: {path}: {note}")
+                _say(f"note: {path}: {note}")
             if loaded.warnings:
                 entry["warnings"] = list(loaded.warnings)
             res = restorer.enhance(
@@ -140,21 +140,21 @@ def run(args: argparse.Namespace) -> int:
                 if args.face_index is not None and not args.aligned:
                     entry["note"] = (f"no face number {args.face_index} (faces are numbered "
                                      "0, 1, ... largest first); the photo was only upscaled")
-                    print(f"note: {path}: {entry['note']}", file=sys.stderr)
+                    _say(f"note: {path}: {entry['note']}")
             n_faces += len(res.faces)
             for f in res.faces:
                 for k, action in enumerate(f.guard):
                     if action != "none":
-                        print(f"{path}: face {f.index} sample {k}: identity "
-                              f"{f.identity[k]:.3f} < {args.identity_guard}: {action}")
+                        print(one_line(f"{path}: face {f.index} sample {k}: identity "
+                                       f"{f.identity[k]:.3f} < {args.identity_guard}: {action}"))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             failed += 1
             text = str(e) or type(e).__name__
             if not isinstance(e, ValueError | OSError):  # ImageError is a ValueError
                 text = f"internal error ({type(e).__name__}: {text})"
-            msg = text if text.startswith(str(path)) else f"{path}: {text}"
-            print(msg.splitlines()[0])
-            entry.update(status="error", error=msg.splitlines()[0])
+            msg = _error_line(path, text)
+            _say(msg)
+            entry.update(status="error", error=msg)
         entry["time_s"] = round(time.perf_counter() - t0, 4)
         report["files"].append(entry)
     report_bytes = (json.dumps(report, indent=2) + "\n").encode()
@@ -163,6 +163,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(files) + len(missing) + len(empty)} input(s): {ok} restored ({n_faces} faces), "
           f"{failed} failed; results in {out}")
     return 1 if failed else 0
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters (newlines in a file name too) escaped as repr does."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _say(text: str) -> None:
+    """An error or a note: one line on stderr."""
+    print(one_line(text), file=sys.stderr)
+
+
+def _error_line(path, text: str) -> str:
+    """'<path>: <first line of the problem>', the path whole even when it holds a newline."""
+    name = str(path)
+    if text.startswith(name):
+        text = text[len(name):].removeprefix(":").lstrip()
+    first = (text.replace(name, "\0").splitlines() or [""])[0].replace("\0", name)
+    return f"{name}: {first}"
 
 
 def _load_restorer(args: argparse.Namespace):

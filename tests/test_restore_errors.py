@@ -1,0 +1,100 @@
+"""`facemend restore` under hostile options and faults: one line on stderr, the right exit code,
+a report.json that is strict JSON, nothing done before the options and the output are checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, features
+
+from facemend.cli import main
+from facemend.config import ModelConfig
+from facemend.models.generator import Generator
+from facemend.models.pretrained import save_pretrained
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face
+TINY = ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16, num_skips=1,
+                   codebook_size=8)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random 32-px model."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("weights")
+    save_pretrained(Generator(TINY), out)
+    return out
+
+
+def restore(*args: str) -> int:
+    return main(["restore", *args, "--no-progress", "--threads", "1", "--no-identity"])
+
+
+def strict_json(path: Path) -> dict:
+    """report.json parsed as strict JSON (NaN / Infinity refused)."""
+    def refuse(token: str) -> None:
+        raise ValueError(f"{path}: {token} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_errors_and_notes_go_to_stderr_and_stdout_keeps_the_summary(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(PHOTO, src / "face.jpg")
+    (src / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    rc = restore(str(src), str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "out"),
+                 "--weights", str(weights))
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"3 input(s): 1 restored (1 faces), 2 failed; results in {tmp_path / 'out'}"]
+    err = captured.err.splitlines()
+    assert len(err) == 2
+    assert err[0].startswith(f"{tmp_path / 'nope.jpg'}: no such file")
+    assert err[1].startswith(f"{src / 'corrupt.png'}: ")
+
+
+def test_a_file_name_with_a_newline_stays_one_whole_line(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bad\nname.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (src / "tab\there.png").write_bytes(b"")
+    assert restore(str(src), "-o", str(tmp_path / "out"), "--weights", str(weights)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    head = f"{src}/bad\\nname.jpg: "
+    assert err[0].startswith(head) and len(err[0]) > len(head)
+    assert err[1] == f"{src}/tab\\there.png: empty file (0 bytes)"
+    report = strict_json(tmp_path / "out" / "report.json")
+    assert {Path(f["file"]).name for f in report["files"]} == {"bad\nname.jpg", "tab\there.png"}
+
+
+def test_avif_is_treated_alike_named_or_found_in_a_folder(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    face = Image.open(PHOTO).convert("RGB")
+    if features.check("avif"):
+        face.save(src / "face.avif")
+    else:  # a Pillow without AVIF: the file must then be refused the same way both times
+        (src / "face.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1")
+    rc_dir = restore(str(src), "-o", str(tmp_path / "a"), "--weights", str(weights))
+    err_dir = capsys.readouterr().err
+    rc_file = restore(str(src / "face.avif"), "-o", str(tmp_path / "b"), "--weights",
+                      str(weights))
+    err_file = capsys.readouterr().err
+    assert rc_dir == rc_file and err_dir == err_file
+    if features.check("avif"):
+        assert rc_dir == 0
+        for out in ("a", "b"):
+            assert [p.name for p in (tmp_path / out / "restored_imgs").iterdir()] == ["face.png"]
+    else:
+        assert rc_dir == 1 and err_dir.count("face.avif") == 1
