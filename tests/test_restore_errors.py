@@ -98,3 +98,61 @@ def test_avif_is_treated_alike_named_or_found_in_a_folder(
             assert [p.name for p in (tmp_path / out / "restored_imgs").iterdir()] == ["face.png"]
     else:
         assert rc_dir == 1 and err_dir.count("face.avif") == 1
+
+
+def nan_model() -> Generator:
+    torch.manual_seed(0)
+    G = Generator(TINY)
+    with torch.no_grad():
+        next(iter(G.parameters())).view(-1)[0] = float("nan")
+    return G
+
+
+def test_weights_holding_nan_are_refused_at_load(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    save_pretrained(nan_model(), tmp_path / "w")
+    rc = restore(str(PHOTO), "-o", str(tmp_path / "out"), "--weights", str(tmp_path / "w"))
+    assert rc == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert "model.safetensors: tensor" in err[0] and "NaN or infinite" in err[0]
+    assert not (tmp_path / "out" / "restored_imgs").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_noise_scale_is_refused(weights: Path, tmp_path: Path, value: str,
+                                             capsys: pytest.CaptureFixture) -> None:
+    rc = restore(str(PHOTO), "-o", str(tmp_path / "out"), "--weights", str(weights),
+                 "--noise-scale", value)
+    assert rc == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"noise_scale={value}: must be a finite number" in err[0]
+
+
+def test_a_non_finite_model_output_is_an_error_for_that_photo(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import facemend.models.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "from_pretrained", lambda folder, device="cpu": nan_model())
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(PHOTO, src / "a.jpg")
+    shutil.copy(PHOTO, src / "b.jpg")
+    rc = restore(str(src), "-o", str(tmp_path / "out"), "--weights", str(weights))
+    assert rc == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{src / n}: the model's output holds NaN or infinite values (weights or "
+                   "noise not finite)" for n in ("a.jpg", "b.jpg")]
+    assert not (tmp_path / "out" / "restored_imgs").exists()  # no flat square pasted
+    report = strict_json(tmp_path / "out" / "report.json")
+    assert [f["status"] for f in report["files"]] == ["error", "error"]
+
+
+def test_report_json_never_holds_nan() -> None:
+    from facemend.commands.restore import _json_safe
+
+    value = {"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": "x",
+             "e": (2, float("nan"))}
+    assert _json_safe(value) == {"a": None, "b": [1.5, None, {"c": None}], "d": "x",
+                                 "e": [2, None]}

@@ -9,6 +9,7 @@ output is written atomically, and a file that fails is reported in one line whil
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             entry.update(status="error", error=msg)
         entry["time_s"] = round(time.perf_counter() - t0, 4)
         report["files"].append(entry)
-    report_bytes = (json.dumps(report, indent=2) + "\n").encode()
+    report_bytes = (json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n").encode()
     atomic_write_bytes(protected_path(out / "report.json", files), report_bytes)
     ok = len(files) - (failed - len(missing) - len(empty))
     print(f"{len(files) + len(missing) + len(empty)} input(s): {ok} restored ({n_faces} faces), "
@@ -197,6 +198,17 @@ def _load_restorer(args: argparse.Namespace):
     )
     args.noise_scale = restorer.noise_scale
     return restorer
+
+
+def _json_safe(value):
+    """`value` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _settings(args: argparse.Namespace) -> dict:

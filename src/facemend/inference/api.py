@@ -164,7 +164,7 @@ class FaceRestorer:
                 raise ValueError(f"noise_scale={noise_scale}: must be a finite number")
             call = model_restorer(self.G, noise_scale=scale, seed=seed or 0, device=self.device)
         res: PhotoResult = restore_photo(
-            img, call, self.size,
+            img, _finite_output(call), self.size,
             detect=DetectOptions(detector=self.settings["detector"], upsample=upsample),
             only_center_face=only_center_face, face_index=face_index, upscale=upscale,
             aligned=aligned, batch_size=self.batch_size, samples=samples,
@@ -180,6 +180,19 @@ class FaceRestorer:
         from facemend.io import load_image
 
         return self.enhance(load_image(path).rgb, **options)
+
+
+def _finite_output(restorer: Any) -> Any:
+    """`restorer` refusing (ValueError) a model output that holds NaN or infinite values."""
+
+    def restore(x: torch.Tensor) -> torch.Tensor:
+        y = restorer(x)
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("the model's output holds NaN or infinite values (weights or "
+                             "noise not finite)")
+        return y
+
+    return restore
 
 
 def _identity_fn():

@@ -5,7 +5,8 @@ A weights folder holds `model.safetensors` (every parameter and buffer of G, flo
 Loading first checks the config against the safetensors header (tensor names, shapes, dtypes,
 byte offsets, total bytes against the file size: `check_header`), with the model's shapes taken
 from a build on the "meta" device (no memory), so a config asking for a huge model fails before
-anything is allocated; then it rebuilds G and copies every tensor; it never unpickles. Problems
+anything is allocated; then it refuses tensors holding NaN or infinite values, rebuilds G and
+copies every tensor; it never unpickles. Problems
 are `WeightsError`s with one line naming the folder and the fix.
 """
 
@@ -214,6 +215,11 @@ def from_pretrained(
     cfg = load_config_from_dir(folder)
     check_header(folder, cfg)
     state = read_weights(folder)
+    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{Path(folder) / WEIGHTS_FILE}: tensor {bad[0]} holds NaN or "
+                           f"infinite values ({len(bad)} tensor(s)); the weights are corrupt or "
+                           "from a diverged run")
     model = Generator(cfg)
     load_state_into(model, state, str(Path(folder) / WEIGHTS_FILE))
     return model.eval().to(device)
