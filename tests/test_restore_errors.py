@@ -4,6 +4,7 @@ a report.json that is strict JSON, nothing done before the options and the outpu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -156,3 +157,89 @@ def test_report_json_never_holds_nan() -> None:
              "e": (2, float("nan"))}
     assert _json_safe(value) == {"a": None, "b": [1.5, None, {"c": None}], "d": "x",
                                  "e": [2, None]}
+
+
+@pytest.fixture()
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a model fails the test: the checks under test must come before it."""
+    import facemend.models.pretrained as pretrained
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(pretrained, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize("where", ["file", "under a file", "proc"])
+def test_a_bad_output_folder_fails_once_before_the_model_loads(
+        weights: Path, tmp_path: Path, where: str, no_model: None,
+        capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "taken").write_text("a file")
+    out = {"file": tmp_path / "taken", "under a file": tmp_path / "taken" / "sub" / "out",
+           "proc": Path("/proc/self/facemend-out")}[where]
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc")
+    rc = restore(str(PHOTO), str(PHOTO), "-o", str(out), "--weights", str(weights))
+    assert rc == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: -o {out}: ")
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="permissions do not bind root")
+def test_a_read_only_output_folder_fails_before_the_model_loads(
+        weights: Path, tmp_path: Path, no_model: None, capsys: pytest.CaptureFixture) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert restore(str(PHOTO), "-o", str(ro), "--weights", str(weights)) == 2
+    finally:
+        ro.chmod(0o755)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: -o {ro}: cannot write there (Permission denied)"]
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--upscale", "200", "--upscale 200: must be in (0, 16] (a 1 MP photo would need "
+                         "1,080 GB of output canvases)"),
+    ("--upscale", "nan", "--upscale nan: must be a finite number in (0, 16]"),
+    ("--samples", "5000", "--samples 5000: must be in [1, 64] (a 1 MP photo at upscale 1 "
+                          "would need 75.0 GB of output canvases)"),
+])
+def test_upscale_and_samples_are_bounded_up_front(
+        weights: Path, tmp_path: Path, option: str, value: str, says: str, no_model: None,
+        capsys: pytest.CaptureFixture) -> None:
+    rc = restore(str(PHOTO), "-o", str(tmp_path / "out"), "--weights", str(weights),
+                 option, value)
+    assert rc == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {says}"]
+
+
+def test_output_memory_estimate() -> None:
+    from facemend.inference.api import output_bytes
+
+    # 400 x 200 output pixels; 3 samples of (12 + 3) bytes plus one 12-byte float temporary
+    assert output_bytes(100, 200, 2.0, 3) == 400 * 200 * (15 * 3 + 12)
+    assert output_bytes(1000, 1000, 1.0, 1) == 27_000_000
+
+
+def test_a_photo_needing_more_memory_than_available_is_refused_by_name(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import facemend.inference.api as api
+
+    w, h = Image.open(PHOTO).size
+    need = api.output_bytes(h, w, 2.0, 2)
+    monkeypatch.setattr(api, "available_memory", lambda: need - 1)
+    rc = restore(str(PHOTO), "-o", str(tmp_path / "out"), "--weights", str(weights),
+                 "--upscale", "2", "--samples", "2")
+    assert rc == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{PHOTO}: upscale 2 x 2 sample(s) of this {w}x{h} photo would need "
+                   f"{need / 1e9:.1f} GB for the output, more than the {(need - 1) / 1e9:.1f} "
+                   "GB available; lower the upscale or the samples"]
+    monkeypatch.setattr(api, "available_memory", lambda: need)
+    assert restore(str(PHOTO), "-o", str(tmp_path / "out"), "--weights", str(weights),
+                   "--upscale", "2", "--samples", "2") == 0

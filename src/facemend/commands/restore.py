@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -72,7 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import time
-    from pathlib import Path
 
     import torch
     from tqdm import tqdm
@@ -91,8 +91,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.samples < 1 or args.batch_size < 1 or args.upscale <= 0:
-        _say("error: --samples and --batch-size must be >= 1 and --upscale > 0")
+    from facemend.inference.api import check_bounds
+
+    if args.batch_size < 1:
+        _say("error: --batch-size must be >= 1")
+        return 2
+    try:
+        check_bounds(args.upscale, args.samples)
+    except ValueError as e:
+        _say(f"error: --{e}")
+        return 2
+    problem = check_output_folder(Path(args.output))
+    if problem:
+        _say(f"error: -o {problem}")
         return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -164,6 +175,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(files) + len(missing) + len(empty)} input(s): {ok} restored ({n_faces} faces), "
           f"{failed} failed; results in {out}")
     return 1 if failed else 0
+
+
+def check_output_folder(out: Path) -> str | None:
+    """Why `out` cannot be the output folder (one line), or None after making sure it exists
+    and a file can be created in it."""
+    import os
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        return f"{out}: is a file, not a folder"
+    parent = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if parent is not None:
+        return f"{out}: {parent} is a file, so no folder can be made under it"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".facemend-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"{out}: cannot write there ({e.strerror or type(e).__name__})"
+    return None
 
 
 def one_line(text: str) -> str:

@@ -29,6 +29,44 @@ from facemend.inference.restore import (
 )
 
 Backend = Literal["torch", "onnx"]
+MAX_UPSCALE = 16.0  # a 12 MP photo at 16x: 3 GP of output, ~46 GB of float canvases
+MAX_SAMPLES = 64
+CANVAS_BYTES = 3 * 4 + 3  # per output pixel and sample: the float32 canvas and its uint8 copy
+
+
+def output_bytes(height: int, width: int, upscale: float, samples: int) -> int:
+    """Estimated memory of a photo's output: per sample a float32 RGB canvas and its uint8
+    image, plus one float32 temporary of the upscaled background."""
+    pixels = round(height * upscale) * round(width * upscale)
+    return pixels * (CANVAS_BYTES * samples + 3 * 4)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux; else all physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_bounds(upscale: float, samples: int) -> None:
+    """ValueError unless 0 < upscale <= MAX_UPSCALE and 1 <= samples <= MAX_SAMPLES; the message
+    says what a one-megapixel photo would need."""
+    if not np.isfinite(upscale):
+        raise ValueError(f"upscale {upscale}: must be a finite number in (0, {MAX_UPSCALE:g}]")
+    need = output_bytes(1000, 1000, min(upscale, 1e4), min(samples, 10**6)) / 1e9
+    if not 0 < upscale <= MAX_UPSCALE:
+        raise ValueError(f"upscale {upscale:g}: must be in (0, {MAX_UPSCALE:g}] (a 1 MP photo "
+                         f"would need {need:,.0f} GB of output canvases)")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"samples {samples}: must be in [1, {MAX_SAMPLES}] (a 1 MP photo at "
+                         f"upscale {upscale:g} would need {need:,.1f} GB of output canvases)")
 
 
 @dataclass
@@ -153,6 +191,15 @@ class FaceRestorer:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {img.dtype} "
                              f"{tuple(img.shape)}")
+        check_bounds(upscale, samples)
+        if not aligned:
+            h, w = img.shape[:2]
+            need, free = output_bytes(h, w, upscale, samples), available_memory()
+            if need > free:
+                raise ValueError(f"upscale {upscale:g} x {samples} sample(s) of this {w}x{h} "
+                                 f"photo would need {need / 1e9:.1f} GB for the output, more "
+                                 f"than the {free / 1e9:.1f} GB available; lower the upscale "
+                                 "or the samples")
         if upsample is None:  # small photos have small faces: let the detector look closer
             upsample = 2 if max(img.shape[:2]) < 800 else 1
         call = self.model
