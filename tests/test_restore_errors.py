@@ -243,3 +243,72 @@ def test_a_photo_needing_more_memory_than_available_is_refused_by_name(
     monkeypatch.setattr(api, "available_memory", lambda: need)
     assert restore(str(PHOTO), "-o", str(tmp_path / "out"), "--weights", str(weights),
                    "--upscale", "2", "--samples", "2") == 0
+
+
+def onnx_file(path: Path, meta: dict[str, str], input_name: str = "x",
+              shape: tuple[int, ...] = (1, 3, 32, 32)) -> Path:
+    """A one-node ONNX graph (Identity) with the given input and facemend metadata."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [input_name], ["y"])], "g",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "facemend_" + k, v
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_backend_problems_are_one_line_errors(tmp_path: Path, no_model: None,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    full = {"resolution": "32", "noise": "zero", "noise_shapes": "[]"}
+    (tmp_path / "text.onnx").write_text("not an onnx file\n")
+    cases = {
+        tmp_path / "missing.onnx": "no such ONNX file",
+        tmp_path / "text.onnx": "not a loadable ONNX model",
+        onnx_file(tmp_path / "nometa.onnx", {"resolution": "32"}): "incomplete or unreadable",
+        onnx_file(tmp_path / "name.onnx", full, input_name="img"): "not those of a facemend",
+        onnx_file(tmp_path / "shape.onnx", full, shape=(1, 1, 8, 8)): "not those of a facemend",
+    }
+    for path, says in cases.items():
+        rc = restore(str(PHOTO), "-o", str(tmp_path / "out"), "--backend", "onnx", "--onnx",
+                     str(path))
+        err = capsys.readouterr().err.splitlines()
+        assert rc == 2, (path, err)
+        assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and says in err[0], err
+
+
+def test_ctrl_c_writes_the_report_of_what_was_done_and_exits_130(
+        weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from facemend.inference.api import FaceRestorer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        shutil.copy(PHOTO, src / name)
+    enhance, calls = FaceRestorer.enhance, []
+
+    def interrupted_on_the_second(self, img, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return enhance(self, img, **kw)
+
+    monkeypatch.setattr(FaceRestorer, "enhance", interrupted_on_the_second)
+    rc = restore(str(src), "-o", str(tmp_path / "out"), "--weights", str(weights))
+    assert rc == 130
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"interrupted: {tmp_path / 'out' / 'report.json'} lists the 1 photo(s) done and the 2 "
+        "not processed"]
+    report = strict_json(tmp_path / "out" / "report.json")
+    assert [(Path(f["file"]).name, f["status"]) for f in report["files"]] == [
+        ("a.jpg", "ok"), ("b.jpg", "not processed"), ("c.jpg", "not processed")]
+    assert [p.name for p in (tmp_path / "out" / "restored_imgs").iterdir()] == ["a.jpg"]

@@ -71,7 +71,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import time
 
     import torch
@@ -81,9 +80,8 @@ def run(args: argparse.Namespace) -> int:
         empty_folders,
         expand_inputs,
         output_names,
-        protected_path,
     )
-    from facemend.io import atomic_write_bytes, load_image
+    from facemend.io import load_image
 
     try:
         for note in resolve_compat(args):
@@ -128,53 +126,76 @@ def run(args: argparse.Namespace) -> int:
         _say(f"{folder}: {why}")
         report["files"].append({"file": folder, "status": "error", "error": why})
     n_faces = 0
-    for path in tqdm(files, unit="photo", disable=args.no_progress or len(files) < 2):
-        entry: dict = {"file": str(path), "status": "ok"}
-        t0 = time.perf_counter()
-        try:
-            loaded = load_image(path, max_pixels=args.max_pixels or None)
-            for note in loaded.warnings:
-                _say(f"note: {path}: {note}")
-            if loaded.warnings:
-                entry["warnings"] = list(loaded.warnings)
-            res = restorer.enhance(
-                loaded.rgb, aligned=args.aligned, only_center_face=args.only_center_face,
-                face_index=args.face_index, upscale=args.upscale, samples=args.samples,
-                face_size=args.face_size, upsample=args.upsample,
-            )
-            stem, ext = names[path], _ext(args.ext, path)
-            written = _write_outputs(out, stem, ext, res, args.aligned, loaded, protected,
-                                     args.suffix)
-            entry.update(faces=[_face_json(f) for f in res.faces], outputs=written,
-                         timings={k: round(v, 4) for k, v in res.timings.items()})
-            if not res.faces:
-                entry["note"] = "no face found; the photo was only upscaled"
-                if args.face_index is not None and not args.aligned:
-                    entry["note"] = (f"no face number {args.face_index} (faces are numbered "
-                                     "0, 1, ... largest first); the photo was only upscaled")
-                    _say(f"note: {path}: {entry['note']}")
-            n_faces += len(res.faces)
-            for f in res.faces:
-                for k, action in enumerate(f.guard):
-                    if action != "none":
-                        print(one_line(f"{path}: face {f.index} sample {k}: identity "
-                                       f"{f.identity[k]:.3f} < {args.identity_guard}: {action}"))
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            failed += 1
-            text = str(e) or type(e).__name__
-            if not isinstance(e, ValueError | OSError):  # ImageError is a ValueError
-                text = f"internal error ({type(e).__name__}: {text})"
-            msg = _error_line(path, text)
-            _say(msg)
-            entry.update(status="error", error=msg)
-        entry["time_s"] = round(time.perf_counter() - t0, 4)
-        report["files"].append(entry)
-    report_bytes = (json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n").encode()
-    atomic_write_bytes(protected_path(out / "report.json", files), report_bytes)
+    done = 0
+    try:
+        for path in tqdm(files, unit="photo", disable=args.no_progress or len(files) < 2):
+            entry: dict = {"file": str(path), "status": "ok"}
+            t0 = time.perf_counter()
+            try:
+                loaded = load_image(path, max_pixels=args.max_pixels or None)
+                for note in loaded.warnings:
+                    _say(f"note: {path}: {note}")
+                if loaded.warnings:
+                    entry["warnings"] = list(loaded.warnings)
+                res = restorer.enhance(
+                    loaded.rgb, aligned=args.aligned, only_center_face=args.only_center_face,
+                    face_index=args.face_index, upscale=args.upscale, samples=args.samples,
+                    face_size=args.face_size, upsample=args.upsample,
+                )
+                stem, ext = names[path], _ext(args.ext, path)
+                written = _write_outputs(out, stem, ext, res, args.aligned, loaded, protected,
+                                         args.suffix)
+                entry.update(faces=[_face_json(f) for f in res.faces], outputs=written,
+                             timings={k: round(v, 4) for k, v in res.timings.items()})
+                if not res.faces:
+                    entry["note"] = "no face found; the photo was only upscaled"
+                    if args.face_index is not None and not args.aligned:
+                        entry["note"] = (f"no face number {args.face_index} (faces are numbered "
+                                         "0, 1, ... largest first); the photo was only upscaled")
+                        _say(f"note: {path}: {entry['note']}")
+                n_faces += len(res.faces)
+                for f in res.faces:
+                    for k, action in enumerate(f.guard):
+                        if action != "none":
+                            print(one_line(f"{path}: face {f.index} sample {k}: identity "
+                                           f"{f.identity[k]:.3f} < {args.identity_guard}: "
+                                           f"{action}"))
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+                failed += 1
+                text = str(e) or type(e).__name__
+                if not isinstance(e, ValueError | OSError):  # ImageError is a ValueError
+                    text = f"internal error ({type(e).__name__}: {text})"
+                msg = _error_line(path, text)
+                _say(msg)
+                entry.update(status="error", error=msg)
+            entry["time_s"] = round(time.perf_counter() - t0, 4)
+            report["files"].append(entry)
+            done += 1
+    except KeyboardInterrupt:
+        report["files"] += [{"file": str(p), "status": "not processed"}
+                            for p in files[done:]]
+        where = _write_report(report, out, files)
+        _say(f"interrupted: {where} lists the {done} photo(s) done and the "
+             f"{len(files) - done} not processed")
+        return 130
+    _write_report(report, out, files)
     ok = len(files) - (failed - len(missing) - len(empty))
     print(f"{len(files) + len(missing) + len(empty)} input(s): {ok} restored ({n_faces} faces), "
           f"{failed} failed; results in {out}")
     return 1 if failed else 0
+
+
+def _write_report(report: dict, out: Path, files: list[Path]) -> Path:
+    """Write report.json (strict JSON) atomically into `out`, never over an input; its path."""
+    import json
+
+    from facemend.inference.files import protected_path
+    from facemend.io import atomic_write_bytes
+
+    where = protected_path(out / "report.json", files)
+    text = json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(where, text.encode())
+    return where
 
 
 def check_output_folder(out: Path) -> str | None:

@@ -55,10 +55,15 @@ class OnnxRestorer:
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_PREFIX + "resolution" not in meta:
             raise OnnxBackendError(f"{self.path}: not a facemend export (no facemend metadata)")
-        self.size = int(meta[META_PREFIX + "resolution"])
-        self.noise_mode = meta[META_PREFIX + "noise"]
-        shapes = json.loads(meta[META_PREFIX + "noise_shapes"])
-        self.noise_shapes = [tuple(s) for s in shapes] if self.noise_mode == "input" else []
+        try:
+            self.size = int(meta[META_PREFIX + "resolution"])
+            self.noise_mode = meta[META_PREFIX + "noise"]
+            shapes = json.loads(meta[META_PREFIX + "noise_shapes"])
+            self.noise_shapes = [tuple(s) for s in shapes] if self.noise_mode == "input" else []
+        except (KeyError, ValueError, TypeError):
+            raise OnnxBackendError(f"{self.path}: incomplete or unreadable facemend metadata "
+                                   "(re-export it with `facemend export --onnx`)") from None
+        _check_signature(self.path, self.session, self.size, len(self.noise_shapes))
         if noise_scale is None:
             noise_scale = 0.0 if self.noise_mode == "zero" else 1.0
         if self.noise_mode == "zero" and noise_scale != 0:
@@ -92,6 +97,23 @@ class OnnxRestorer:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x, self.make_noise(x.shape[0]))
+
+
+def _check_signature(path: Path, session: Any, size: int, n_noise: int) -> None:
+    """OnnxBackendError unless the graph takes x (B, 3, size, size) and n_noise noise inputs
+    and returns y."""
+    inputs = session.get_inputs()
+    outputs = [o.name for o in session.get_outputs()]
+    x = inputs[0] if inputs else None
+    ok = (x is not None and x.name == "x" and len(inputs) == 1 + n_noise and "y" in outputs
+          and len(x.shape) == 4
+          and all(not isinstance(d, int) or d == e for d, e in zip(x.shape[1:], (3, size, size),
+                                                                  strict=True)))
+    if not ok:
+        got = ", ".join(f"{i.name} {list(i.shape)}" for i in inputs)
+        raise OnnxBackendError(f"{path}: inputs ({got}) and outputs ({', '.join(outputs)}) are "
+                               f"not those of a facemend export (x [B, 3, {size}, {size}] and "
+                               f"{n_noise} noise input(s) -> y)")
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
