@@ -99,8 +99,10 @@ def main() -> None:
                              f"{a['detail']:.2f} -> {c['detail']:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if args.out:  # a hand-written header above the generated table is kept
+        old = Path(args.out).read_text() if Path(args.out).is_file() else ""
+        keep = old[: old.index("Faces: ")] if "Faces: " in old else ""
+        Path(args.out).write_text(keep + text)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
 

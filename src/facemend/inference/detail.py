@@ -20,8 +20,12 @@ face that the input had (a sharp 512 px face loses 7-8 dB through a 128 px model
   the error was 0-0.05 for clean / JPEG / 1 px blur at 512 px and a median of 0.85 for eq. 13.
 - `core` suppresses what in the band above H looks like damage rather than detail: a Wiener
   shrink of that band, per pixel, against the noise level of the band (median absolute value),
-  in proportion to the trust (a clean face is returned as it came in). Real detail (edges,
-  eyelashes, hair) has local energy well above the noise floor and is kept.
+  in proportion to sign (b) only (a clean or merely blurred face keeps that band as it came:
+  blurred detail is still detail). Real detail (edges, eyelashes, hair) has local energy well
+  above the noise floor and is kept.
+  Chosen on 24 hq512 faces, PSNR change against the input: 1 px blur at 256 px -0.43 dB with
+  the octave ratio mapped from [0.55, 1.0] and coring by the trust, -0.19 dB with [0.35, 0.85]
+  and coring by sign (b); eq. 13 at 512 px +0.47 dB (the plain rule +0.27, no coring +0.40).
 Faces at S <= H take the same rule at H (the model's change scaled by the trust) and are then
 resized to S by the caller. Arrays are float32 (S, S, 3) in [0, 255].
 """
@@ -31,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 # (a): octave ratio at or above SHARP -> no trust from it; at or below BLURRED -> full trust.
-OCTAVE_RATIO_SHARP = 1.0
-OCTAVE_RATIO_BLURRED = 0.55
+OCTAVE_RATIO_SHARP = 0.85
+OCTAVE_RATIO_BLURRED = 0.35
 # (b): change ratio at or below LOW -> no trust from it; at or above HIGH -> full trust.
 CHANGE_RATIO_LOW = 0.3
 CHANGE_RATIO_HIGH = 0.8
@@ -64,15 +68,19 @@ def octave_energies(g: np.ndarray) -> tuple[float, float]:
     return float(np.mean((g - b1) ** 2)), float(np.mean((b1 - b2) ** 2))
 
 
-def model_trust(x_H: np.ndarray, y_H: np.ndarray) -> float:
-    """How much of the model's change (y_H - x_H) to keep, in [0, 1] (see the module doc)."""
+def degradation_signs(x_H: np.ndarray, y_H: np.ndarray) -> tuple[float, float]:
+    """(blur, damage), each in [0, 1]: signs (a) and (b) of the module doc."""
     e0, e1 = octave_energies(grey(x_H))
     s = e0 / max(e1, 1e-6)  # ~1.3 for a sharp face, lower the more it is blurred
-    t_blur = (OCTAVE_RATIO_SHARP - s) / (OCTAVE_RATIO_SHARP - OCTAVE_RATIO_BLURRED)
-    change = float(np.mean((grey(y_H) - grey(x_H)) ** 2))
-    q = change / max(e0, 1e-6)
-    t_damage = (q - CHANGE_RATIO_LOW) / (CHANGE_RATIO_HIGH - CHANGE_RATIO_LOW)
-    return float(np.clip(max(t_blur, t_damage), 0.0, 1.0))
+    blurred = (OCTAVE_RATIO_SHARP - s) / (OCTAVE_RATIO_SHARP - OCTAVE_RATIO_BLURRED)
+    q = float(np.mean((grey(y_H) - grey(x_H)) ** 2)) / max(e0, 1e-6)
+    damaged = (q - CHANGE_RATIO_LOW) / (CHANGE_RATIO_HIGH - CHANGE_RATIO_LOW)
+    return float(np.clip(blurred, 0.0, 1.0)), float(np.clip(damaged, 0.0, 1.0))
+
+
+def model_trust(x_H: np.ndarray, y_H: np.ndarray) -> float:
+    """How much of the model's change (y_H - x_H) to keep, in [0, 1] (see the module doc)."""
+    return max(degradation_signs(x_H, y_H))
 
 
 def core(high: np.ndarray, strength: float, window: float = 1.5) -> np.ndarray:
@@ -104,10 +112,14 @@ def transfer_detail(
     S, H = x_S.shape[0], x_H.shape[0]
     assert x_S.shape == (S, S, 3) and x_H.shape == y_H.shape == (H, H, 3), (x_S.shape, x_H.shape)
     x_H, y_H = np.asarray(x_H, np.float32), np.asarray(y_H, np.float32)
-    t = model_trust(x_H, y_H) if trust is None else float(trust)
+    blurred, damaged = degradation_signs(x_H, y_H)
+    t = max(blurred, damaged) if trust is None else float(trust)
     if S <= H:
         return np.clip(x_H + t * (y_H - x_H), 0.0, 255.0), t
     x_S = np.asarray(x_S, np.float32)
     high = x_S - resize(resize(x_S, H), S)  # (S, S, 3): what the model cannot see
-    out = x_S + t * resize(y_H - x_H, S) + (core(high, t) - high)
+    # the band above H is cored for damage (noise, blocks), not for blur: blurred detail is
+    # still detail
+    strength = damaged if trust is None else t
+    out = x_S + t * resize(y_H - x_H, S) + (core(high, strength) - high)
     return np.clip(out, 0.0, 255.0), t

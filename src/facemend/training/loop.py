@@ -242,6 +242,7 @@ def train(
         G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
         D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
     D_gen: torch.nn.Module = D  # the G phase's frozen D: no DDP hooks (it takes no step there)
+    D_reg: torch.nn.Module = D_train  # R1 stays eager: compiled graphs have no double backward
     if tc.compile:  # the same modules, traced and fused by inductor (DESIGN §6: 1.3-2.3x on CPU)
         G_train, D_train, D_gen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
     reduce = ddp.all_reduce_sum if dist.enabled else None
@@ -307,7 +308,7 @@ def train(
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
-                    losses["loss_r1"] = r1_phase(D_train, y, tc)
+                    losses["loss_r1"] = r1_phase(D_reg, y, tc)
                 norms.append(clip(D, tc.grad_clip))
             problem = None if all_finite(norms) else "gradient"
         if problem is not None:
