@@ -127,10 +127,14 @@ def test_oracle_is_perfect_and_identity_is_worse(faces, tmp_path):
         assert b["psnr"] == float("inf") and saved["tasks"][task]["psnr"] == "inf"
         assert b["ssim"] == pytest.approx(1.0) and abs(b["fd_dlib"]) < 1e-6
         assert b["iprecision"] == 1.0 and b["irecall"] == 1.0
+        assert b["detail"] == pytest.approx(1.0) and b["id_same"] == 1.0  # dlib: below 0.6
         assert np.isfinite(i["psnr"]) and i["ssim"] < 1.0 and i["fd_dlib"] > 1e-3
         assert i["iprecision"] + i["irecall"] <= 2.0
     assert any(ident["tasks"][t]["iprecision"] < 1 or ident["tasks"][t]["irecall"] < 1
                for t in ("sr8", "sr16"))
+    assert ident["tasks"]["sr16"]["detail"] < 0.2  # an upsampled 32 px face has no fine detail
+    assert "| Detail" not in saved and "Detail→1" in (tmp_path / "identity" / "results.md"
+                                                      ).read_text()
 
 
 def test_cli_errors_are_one_line(faces, tmp_path, capsys):
@@ -141,3 +145,24 @@ def test_cli_errors_are_one_line(faces, tmp_path, capsys):
     assert _cli(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert "data folder not found" in err and "\n" not in err
+
+
+def test_model_method_without_weights_uses_the_bundled_model():
+    from facemend.evaluation.methods import make_restorer
+    from facemend.models.pretrained import find_default_weights
+
+    _, desc = make_restorer("model")
+    assert find_default_weights().name in desc
+
+
+def test_same_identity_rate_needs_the_extractors_threshold(faces, tmp_path):
+    data, _ = faces
+
+    def colour(images):  # an embedder with no notion of "same person"
+        return np.stack([np.asarray(i, np.float64).mean(axis=(0, 1)) / 255 for i in images])
+
+    cfg = EvalConfig(resolution=RES, tasks=("bfr",))
+    res = evaluate(data, tmp_path / "c", "identity", cfg=cfg, embedder=colour,
+                   embedder_name="mean colour", progress=False)
+    assert res["tasks"]["bfr"]["id_same"] is None
+    assert res["protocol"]["id_same"].startswith("not computed")

@@ -96,6 +96,13 @@ def facenet_embedder(path: str | Path | None = None, batch_size: int = 16) -> Em
     return batched_embedder(lambda x: embed_aligned(model, x), EMBED_DIM, batch_size)
 
 
+# Euclidean distance below which two embeddings are taken for the same person, per extractor:
+# dlib's own rule for its face ResNet (0.6), and for FaceNet (512-D, unit norm; the VGGFace2
+# InceptionResnetV1 of Sandberg's 20180402-114759 release) the 1.04 that deepface verifies
+# with. Inception-v3 features carry no identity threshold.
+SAME_IDENTITY_THRESHOLD: dict[str, float] = {"dlib": 0.6, "facenet": 1.04}
+
+
 def face_embedder(kind: str = "dlib") -> tuple[Embedder, str]:
     """(embedder, description) for EvalConfig.feature_extractor; description goes in results."""
     if kind == "dlib":

@@ -104,8 +104,10 @@ def make_restorer(
     if method == "lanczos":
         return resize_restorer(Image.Resampling.LANCZOS), DESCRIPTIONS["lanczos"]
     if method == "model":
-        if weights is None:
-            raise ValueError("--method model needs --weights DIR (a saved generator folder)")
+        if weights is None:  # as `facemend restore`: the bundled model
+            from facemend.models.pretrained import find_default_weights
+
+            weights = find_default_weights()
         desc = f"generator from {Path(weights).name}, noise_scale=0, Lanczos resize if needed"
         return model_restorer(weights, batch_size), desc
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

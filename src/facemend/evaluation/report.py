@@ -47,10 +47,10 @@ def run_markdown(runs: list[dict[str, Any]], labels: list[str] | None = None) ->
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     k = runs[0].get("protocol", {}).get("k", 4) if runs else 4
     lines += ["", f"## Identity and face-embedding metrics (k = {k})", ""]
-    cols = [(t, m) for t in ("bfr", "sr8", "sr16") for m in ("ssim", "iprecision", "irecall",
-                                                             "fd_dlib", "id_dist")]
-    names = {"ssim": "SSIM↑", "iprecision": "iP↑", "irecall": "iR↑", "fd_dlib": "FD-dlib↓",
-             "id_dist": "ID-dist↓"}
+    cols = [(t, m) for t in ("bfr", "sr8", "sr16") for m in ("ssim", "detail", "iprecision",
+                                                             "irecall", "fd_dlib", "id_dist")]
+    names = {"ssim": "SSIM↑", "detail": "Detail→1", "iprecision": "iP↑", "irecall": "iR↑",
+             "fd_dlib": "FD-dlib↓", "id_dist": "ID-dist↓"}
     lines.append("| Method | " + " | ".join(f"{TASK_LABELS[t]} {names[m]}" for t, m in cols) + " |")
     lines.append("|" + "---|" * (len(cols) + 1))
     for label, r in zip(labels, runs, strict=True):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from facemend.config import DegradationConfig, EvalConfig, to_dict
-from facemend.evaluation.features import Embedder, face_embedder
+from facemend.evaluation.features import SAME_IDENTITY_THRESHOLD, Embedder, face_embedder
 from facemend.evaluation.methods import Restorer, make_restorer
 from facemend.evaluation.testsets import SR_FACTORS, build_testset, load_identities
 from facemend.io import atomic_write_bytes, save_rgb
@@ -81,6 +81,7 @@ def evaluate(
     from tqdm import tqdm
 
     from facemend.evaluation import report
+    from facemend.metrics.detail import fine_detail_ratio
     from facemend.metrics.fid import fid_from_features, load_inception
     from facemend.metrics.identity import ipr_curve
     from facemend.metrics.lpips import load_lpips
@@ -97,8 +98,10 @@ def evaluate(
     else:
         restorer, method_desc = make_restorer(method, weights, cfg.batch_size)
         name = method_name or method
+    same_threshold = None  # a custom embedder has no known same-person distance
     if embedder is None:
         embedder, embedder_name = face_embedder(cfg.feature_extractor)
+        same_threshold = SAME_IDENTITY_THRESHOLD.get(cfg.feature_extractor)
     notes: dict[str, str] = {}
     lp, why = _try(lambda: load_lpips(lpips_net, lpips_dir))  # type: ignore[arg-type]
     if why:
@@ -132,7 +135,7 @@ def evaluate(
     tasks: dict[str, Any] = {}
     for task in ts.tasks:
         kind, small_kind = ts.input_kinds(task)
-        ps, ss, lps, embs, incs, grid = [], [], [], [], [], []
+        ps, ss, lps, embs, incs, grid, details = [], [], [], [], [], [], []
         for idx in tqdm(batches, desc=f"{name} {task}", disable=not progress):
             inputs, smalls = ts.load(kind, idx), ts.load(small_kind, idx)
             hq = ts.load("hq", idx)
@@ -143,6 +146,7 @@ def evaluate(
                 raise ValueError(f"{name} returned images of the wrong count, shape or dtype")
             ps += psnr(outputs, hq).tolist()
             ss += ssim(outputs, hq).tolist()
+            details += fine_detail_ratio(list(outputs), list(hq))
             if lp is not None:
                 a = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2).float() / 127.5 - 1
                 b = torch.from_numpy(np.stack(hq)).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -166,8 +170,10 @@ def evaluate(
             "fid": fid_from_features(np.concatenate(real_inc), np.concatenate(incs))
             if inception is not None else None,
             "fd_dlib": fid_from_features(e_real, e_out),
+            "detail": float(np.median(details)),
             "id_dist": float(np.linalg.norm(e_out - e_real, axis=1).mean()),
-            "id_same": float((np.linalg.norm(e_out - e_real, axis=1) < 0.6).mean()),
+            "id_same": float((np.linalg.norm(e_out - e_real, axis=1) < same_threshold).mean())
+            if same_threshold is not None else None,
             "iprecision": ip_ir[0] if ip_ir else None,
             "irecall": ip_ir[1] if ip_ir else None,
             "ipr_vs_k": {str(k): {"iprecision": p, "irecall": r} for k, (p, r) in curve.items()},
@@ -201,7 +207,12 @@ def evaluate(
             "feature_extractor": embedder_name or "custom",
             "fd_dlib": "Frechet distance of face embeddings, restored vs HQ",
             "id_dist": "mean Euclidean distance of each restored face's embedding to its ground "
-            "truth's (dlib: < 0.6 = same person); id_same: fraction below 0.6",
+            "truth's",
+            "id_same": f"fraction of faces whose distance is below {same_threshold} (the "
+            f"extractor's same-person threshold)" if same_threshold is not None
+            else "not computed: no same-person threshold for this extractor",
+            "detail": "median over images of the fine-detail energy (grey image minus its "
+            "Gaussian blur, sigma 1 px) of the output over the ground truth's; 1 = as detailed",
             "versions": _versions(),
         },
     }

@@ -1,8 +1,10 @@
-"""Evaluation metrics: PSNR/SSIM, LPIPS, FID/KID (+ FD in face-embedding space), iPrecision/iRecall.
+"""Evaluation metrics: PSNR/SSIM, fine detail, LPIPS, FID/KID (+ FD in face-embedding space),
+iPrecision/iRecall.
 
 Modules import torch but no weights at import time; weights are loaded by explicit `load_*` calls.
 """
 
+from facemend.metrics.detail import fine_detail_energy, fine_detail_ratio
 from facemend.metrics.fid import fid_from_features, frechet_distance, kid, load_inception
 from facemend.metrics.identity import ipr_curve, iprecision_irecall, ipred, knn_radii
 from facemend.metrics.lpips import LPIPS, load_lpips
@@ -10,6 +12,8 @@ from facemend.metrics.psnr_ssim import psnr, ssim
 
 __all__ = [
     "LPIPS",
+    "fine_detail_energy",
+    "fine_detail_ratio",
     "fid_from_features",
     "frechet_distance",
     "ipr_curve",
