@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from facemend.commands.compat import add_compat_arguments, resolve_compat
+from facemend.commands.restore_clip import add_video_arguments, clip_entry
+from facemend.inference.video import VIDEO_EXTENSIONS
 
 HELP = "restore faces in photos (files, folders, globs) or pre-aligned crops"
 
@@ -67,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=100_000_000, metavar="N",
                    help="refuse images over N pixels (decompression-bomb guard; default 100 MP,"
                    " 0 = no limit)")
+    add_video_arguments(p)
     add_compat_arguments(p)
 
 
@@ -129,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
     done = 0
     try:
         for path in tqdm(files, unit="photo", disable=args.no_progress or len(files) < 2):
+            if path.suffix.lower() in VIDEO_EXTENSIONS:  # a clip: commands/restore_clip.py
+                entry = clip_entry(restorer, path, out, names[path], args, protected)
+                failed += entry["status"] == "error"
+                report["files"].append(entry)
+                done += 1
+                continue
             entry: dict = {"file": str(path), "status": "ok"}
             t0 = time.perf_counter()
             try:

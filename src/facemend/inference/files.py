@@ -7,9 +7,17 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from facemend.inference.video import VIDEO_EXTENSIONS
 from facemend.io import IMAGE_EXTENSIONS, list_images
 
-OUTPUT_SUBDIRS = ("cropped_faces", "restored_faces", "cmp", "restored_imgs")
+OUTPUT_SUBDIRS = ("cropped_faces", "restored_faces", "cmp", "restored_imgs", "restored_videos")
+
+
+def list_inputs(folder: Path, recursive: bool) -> list[Path]:
+    """The photos and clips in a folder, sorted by path."""
+    it = folder.rglob("*") if recursive else folder.glob("*")
+    clips = [p for p in it if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(list_images(folder, recursive=recursive) + clips)
 
 
 def expand_inputs(
@@ -31,13 +39,14 @@ def expand_inputs(
         p = Path(item)
         if p.is_dir():
             below = [d for d in skip if p.resolve() in d.parents]  # output dirs inside p
-            found = [f for f in list_images(p, recursive=recursive)
+            found = [f for f in list_inputs(p, recursive)
                      if not any(d in f.resolve().parents for d in below)]
         elif p.is_file():
             found = [p]
         else:
             found = sorted(Path(m) for m in glob.glob(item, recursive=recursive)
-                           if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTENSIONS)
+                           if Path(m).is_file()
+                           and Path(m).suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
         if not found and not p.is_dir():
             missing.append(item)
         files.extend(found)

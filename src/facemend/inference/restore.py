@@ -244,6 +244,7 @@ def restore_photo(
     detail: bool = True,
     face_shaped_mask: bool = True,
     max_face_size: int = MAX_FACE_SIZE,
+    given_faces: list[Face] | None = None,
 ) -> PhotoResult:
     """Restore every selected face of an (H, W, 3) uint8 RGB photo, `samples` times.
 
@@ -253,7 +254,8 @@ def restore_photo(
     replaces the face, at `size`. With `aligned`, img is one aligned face, returned at its own
     size (no detection, colour match or paste). Faces are restored in batches of `batch_size`
     and pasted one at a time over the background upscaled by `upscale`, through a face-shaped
-    mask from the 68 landmarks (`face_shaped_mask`) or a feathered square.
+    mask from the 68 landmarks (`face_shaped_mask`) or a feathered square. `given_faces` (e.g.
+    faces tracked through a video) are restored instead of detecting faces.
     """
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, (img.shape, img.dtype)
     assert samples >= 1 and batch_size >= 1, (samples, batch_size)
@@ -271,7 +273,7 @@ def restore_photo(
     else:
         if face_shaped_mask and not (detect or DetectOptions()).landmarks68:
             detect = dataclasses.replace(detect or DetectOptions(), landmarks68=True)
-        found: list[Face] = detect_faces(img, detect)
+        found = detect_faces(img, detect) if given_faces is None else list(given_faces)
         rank = {id(f): i for i, f in enumerate(found)}
         chosen = select_faces(found, only_center_face, face_index, img.shape)
         timings["detect"] = time.perf_counter() - t
