@@ -248,13 +248,14 @@ def test_restore_on_the_whole_corpus(corpus: tuple[Path, np.ndarray], weights: P
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     out = tmp_path / "out"
     assert restore(str(src), "-o", str(out), "--weights", str(weights)) == 1
-    text = capsys.readouterr().out
-    errors = [ln for ln in text.splitlines() if ln.startswith(str(src))]
+    captured = capsys.readouterr()
+    text, err = captured.out, captured.err
+    errors = [ln for ln in err.splitlines() if ln.startswith(str(src))]
     assert len(errors) == len(REJECTED)
     for name, msg in REJECTED.items():
         assert sum(ln.startswith(f"{src / name}: ") and msg in ln for ln in errors) == 1, name
     assert f"{len(HANDLED) + 1} restored (1 faces), {len(REJECTED)} failed" in text
-    assert "note: " in text and "only the first frame" in text
+    assert "note: " in err and "only the first frame" in err
     report = {Path(f["file"]).name: f for f in json.loads((out / "report.json").read_text())
               ["files"]}
     assert set(report) == set(before)

@@ -159,7 +159,7 @@ def test_onnx_export_then_restore_without_noise_flag(tmp_path: Path,
                  "--noise-scale", "1")
     captured = capsys.readouterr()
     assert rc == 2 and "Traceback" not in captured.out + captured.err
-    assert "--noise zero" in captured.out and "--noise input" in captured.out
+    assert "--noise zero" in captured.err and "--noise input" in captured.err
 
 
 def test_embed_without_out_prints_json(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
