@@ -4,8 +4,8 @@ inference_codeformer.py), so that their command lines run here.
 Flags whose meaning is the same are plain aliases of facemend's options (`-i`, `-s`,
 `--has_aligned`, `--only_center_face`, `--suffix`, `--ext`, ...). `-w` / `--weight` /
 `--fidelity_weight` W maps onto the fidelity control of the facemend model: noise scale 1 - W.
-Flags that name something facemend does not have (GFPGAN versions, Real-ESRGAN, RetinaFace,
-video) are accepted and explained in one line each, and the run goes on with what facemend has.
+Flags that name something facemend does not have (GFPGAN versions, Real-ESRGAN, RetinaFace)
+are accepted and explained in one line each, and the run goes on with what facemend has.
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ def add_compat_arguments(p: argparse.ArgumentParser) -> None:
                    "YOLOv5 are not bundled: --detector is used, noted")
     g.add_argument("--draw_box", action="store_true",
                    help="boxes are not drawn; every face's box is in OUT/report.json")
-    g.add_argument("--save_video_fps", type=float, default=None, metavar="FPS",
-                   help="video is not supported (restore its frames as a folder); ignored")
 
 
 def resolve_compat(args: argparse.Namespace) -> list[str]:
@@ -103,6 +101,4 @@ def resolve_compat(args: argparse.Namespace) -> list[str]:
                          f"--detector {args.detector}")
     if args.draw_box:
         notes.append("--draw_box: boxes are not drawn; they are in report.json")
-    if args.save_video_fps is not None:
-        notes.append("--save_video_fps: video is not supported; restore the frames as a folder")
     return notes
