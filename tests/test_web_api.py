@@ -356,3 +356,6 @@ def test_serve_command_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "config.json" in err and "\n" not in err
     assert main(["serve", "--workers", "0"]) == 2
+    capsys.readouterr()
+    assert main(["serve", "--max-samples", "65"]) == 2  # more than restore allows
+    assert "at most 64" in capsys.readouterr().err

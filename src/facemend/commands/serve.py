@@ -52,9 +52,15 @@ def run(args: argparse.Namespace) -> int:
     from facemend.models.pretrained import WeightsError
     from facemend.web.study import StudyError, connect
 
+    from facemend.inference.api import MAX_SAMPLES
+
     if min(args.workers, args.max_samples, args.max_results) < 1 or args.max_queue < 0:
         print("error: --workers, --max-samples, --max-results must be >= 1, --max-queue >= 0",
               file=sys.stderr)
+        return 2
+    if args.max_samples > MAX_SAMPLES:
+        print(f"error: --max-samples {args.max_samples}: at most {MAX_SAMPLES} (what restore "
+              "allows)", file=sys.stderr)
         return 2
     if not (args.max_upload_mb > 0 and args.max_store_mb > 0 and args.max_megapixels > 0):
         print("error: --max-upload-mb, --max-store-mb, --max-megapixels must be > 0",
