@@ -53,6 +53,7 @@ def test_bench_quick_tiny_writes_json_and_markdown(tmp_path: Path) -> None:
     assert onnx["gflops_per_face"] == default["gflops_per_face"] and onnx["ratio_vs_facemend"] > 0
     photo = r["restore_e2e"]["kit_with_rose.jpg"]
     assert photo["faces"] == 2 and {"detect_ms", "align_ms", "restore_ms", "paste_ms"} <= set(photo)
+    assert photo["plain_faces"] == 2 and photo["speedup"] > 0
     assert "| default |" in md.read_text()
 
 

@@ -225,11 +225,10 @@ def from_pretrained(
     return model.eval().to(device)
 
 
-def init_from_weights(model: Generator, folder: str | Path) -> tuple[list[str], list[str]]:
+def init_from_weights(model: Generator, folder: str | Path) -> list[str]:
     """Start `model` from a weights folder of the same architecture, or of one that `model` only
     adds to; returns the names of the tensors the folder lacks (they keep their fresh
-    initialisation) and an empty list (no tensor changes shape; the pair is what the training
-    loop unpacks).
+    initialisation).
 
     The two configs may differ only in what adds modules (`full_res_skip`, more `num_skips`, a
     `resolution` 2^k times larger: `facemend.models.grow`) or in what concerns D. Every tensor
@@ -254,4 +253,4 @@ def init_from_weights(model: Generator, folder: str | Path) -> tuple[list[str], 
         raise WeightsError(f"{source}: tensors the model does not have ({unexpected[:3]}); "
                            "init_from needs the same architecture or a subset of it")
     _copy_checked(model, expected, state, source)
-    return sorted(set(expected) - set(state)), []
+    return sorted(set(expected) - set(state))

@@ -179,6 +179,94 @@ def r1_phase(D_train: torch.nn.Module, y: torch.Tensor, tc) -> torch.Tensor:
     return r1.detach()
 
 
+def build_data(cfg: RunConfig, data: list[str], dev: torch.device
+               ) -> tuple[FaceFolder, torch.Tensor, torch.Tensor]:
+    """The training faces, and the fixed validation batch (lq, hq), each (V, 3, H, H) on dev."""
+    tc, H = cfg.train, cfg.model.resolution
+    train_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed, flip=tc.flip,
+                           split="train", val_fraction=tc.val_fraction)
+    try:
+        val_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed + 1, flip=False,
+                             split="val", val_fraction=tc.val_fraction)
+    except ValueError:  # no file fell in the validation split: use the first training files
+        val_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed + 1, flip=False)
+    val = [val_set[i] for i in range(min(tc.val_batch, len(val_set)))]
+    val_lq = torch.stack([v["lq"] for v in val]).to(dev)  # (V, 3, H, H)
+    val_hq = torch.stack([v["hq"] for v in val]).to(dev)
+    return train_set, val_lq, val_hq
+
+
+def start_state(state: TrainingState, cfg: RunConfig, ckpt: Path, resume: bool,
+                dist: ddp.Dist) -> None:
+    """Fill `state` from the checkpoint (--resume), or start G from train.init_from and D from
+    train.init_d_from; a run folder that already holds a run is refused without --resume."""
+    tc = cfg.train
+    G, D, G_ema = (state.modules[k] for k in ("G", "D", "G_ema"))
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: nothing to resume (run without --resume first)")
+        load_checkpoint(ckpt, state, map_location=str(dist.device))
+        saved = state.extra.get("config", {}).get("model")
+        if saved is not None and saved != to_dict(cfg.model):
+            raise ValueError(f"{ckpt}: the checkpoint's model config differs from this run's; "
+                             "resume with the same --config and model --set values")
+        say(dist, f"resumed from {ckpt} at step {state.step}")
+        return
+    if ckpt.exists():
+        raise FileExistsError(f"{ckpt.parents[1]}: already holds a run; use --resume or a new "
+                              "--out")
+    if tc.init_from:
+        fresh = init_from_weights(G, tc.init_from)
+        G_ema.load_state_dict(G.state_dict())
+        say(dist, f"G and G_ema start from {tc.init_from}; {len(fresh)} new tensor(s) start fresh"
+            + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
+    if tc.init_d_from:
+        say(dist, f"D starts from {load_discriminator(D, tc.init_d_from)}")
+
+
+def wrap_modules(G: Generator, D: Discriminator, tc, dist: ddp.Dist) -> tuple[torch.nn.Module, ...]:
+    """(G_train, D_train, D_gen, D_reg): G and D as each phase calls them.
+
+    G_train / D_train carry DDP's gradient sync (and torch.compile with train.compile); the G
+    phase's frozen D (D_gen) has no DDP hooks, since it takes no step there; R1 (D_reg) stays
+    eager, since compiled graphs have no double backward.
+    """
+    G_train: torch.nn.Module = G
+    D_train: torch.nn.Module = D
+    if dist.enabled:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
+        D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
+    D_gen: torch.nn.Module = D
+    D_reg: torch.nn.Module = D_train
+    if tc.compile:  # the same modules, traced and fused by inductor (DESIGN §6: 1.3-2.3x on CPU)
+        G_train, D_train, D_gen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
+    return G_train, D_train, D_gen, D_reg
+
+
+def skip_step(state: TrainingState, buffers: dict[str, torch.Tensor], problem: str,
+              losses: dict[str, torch.Tensor], bad: int, tc, ckpt: Path, log: JsonlLog | None,
+              dist: ddp.Dist) -> None:
+    """Roll back a step whose loss or gradient is not finite: no optimiser step, the codebook
+    buffers restored; after train.max_bad_steps in a row, stop with TrainingDivergedError."""
+    for opt in state.optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for k, b in state.modules["G"].named_buffers():
+            b.copy_(buffers[k])
+    step = state.step
+    say(dist, f"step {step}: non-finite {problem} "
+              f"({ {k: float(v.detach()) for k, v in losses.items()} }), step skipped "
+              f"({bad} in a row, limit train.max_bad_steps={tc.max_bad_steps})")
+    if log is not None:
+        log.write({"step": step, "skipped": f"non-finite {problem}"})
+    if bad >= tc.max_bad_steps:
+        kept = (f"the checkpoint {ckpt} is from before them" if ckpt.is_file()
+                else "no checkpoint was written")
+        raise TrainingDivergedError(f"{bad} non-finite losses in a row at step {step}; {kept}")
+    state.step += 1
+
+
 def train(
     cfg: RunConfig, data: list[str], out: str | Path, resume: bool = False, device: str = "auto",
     stop_at: int | None = None, progress: bool = True,
@@ -193,16 +281,7 @@ def train(
     tc, H = cfg.train, cfg.model.resolution
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
 
-    train_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed, flip=tc.flip,
-                           split="train", val_fraction=tc.val_fraction)
-    try:
-        val_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed + 1, flip=False,
-                             split="val", val_fraction=tc.val_fraction)
-    except ValueError:  # no file fell in the validation split: use the first training files
-        val_set = FaceFolder(data, H, degradation=cfg.degradation, seed=tc.seed + 1, flip=False)
-    val = [val_set[i] for i in range(min(tc.val_batch, len(val_set)))]
-    val_lq = torch.stack([v["lq"] for v in val]).to(dev)  # (V, 3, H, H)
-    val_hq = torch.stack([v["hq"] for v in val]).to(dev)
+    train_set, val_lq, val_hq = build_data(cfg, data, dev)
 
     G = Generator(cfg.model).to(dev).train()
     D = Discriminator(cfg.model).to(dev).train()
@@ -215,36 +294,8 @@ def train(
     state = TrainingState(step=0, images_seen=0, modules={"G": G, "D": D, "G_ema": G_ema},
                           optimizers={"G": opt_g, "D": opt_d}, extra={})
     ckpt = out / CKPT
-    if resume:
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"{ckpt}: nothing to resume (run without --resume first)")
-        load_checkpoint(ckpt, state, map_location=str(dev))
-        saved = state.extra.get("config", {}).get("model")
-        if saved is not None and saved != to_dict(cfg.model):
-            raise ValueError(f"{ckpt}: the checkpoint's model config differs from this run's; "
-                             "resume with the same --config and model --set values")
-        say(dist, f"resumed from {ckpt} at step {state.step}")
-    elif ckpt.exists():
-        raise FileExistsError(f"{out}: already holds a run; use --resume or a new --out")
-    elif tc.init_from:
-        fresh, widened = init_from_weights(G, tc.init_from)
-        G_ema.load_state_dict(G.state_dict())
-        say(dist, f"G and G_ema start from {tc.init_from}; {len(fresh)} new tensor(s) start fresh"
-            + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else "")
-            + (f"; {len(widened)} widened" if widened else ""))
-    if not resume and tc.init_d_from:
-        say(dist, f"D starts from {load_discriminator(D, tc.init_d_from)}")
-
-    G_train: torch.nn.Module = G
-    D_train: torch.nn.Module = D
-    if dist.enabled:
-        ids = [dev.index] if dev.type == "cuda" else None
-        G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
-        D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
-    D_gen: torch.nn.Module = D  # the G phase's frozen D: no DDP hooks (it takes no step there)
-    D_reg: torch.nn.Module = D_train  # R1 stays eager: compiled graphs have no double backward
-    if tc.compile:  # the same modules, traced and fused by inductor (DESIGN §6: 1.3-2.3x on CPU)
-        G_train, D_train, D_gen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
+    start_state(state, cfg, ckpt, resume, dist)
+    G_train, D_train, D_gen, D_reg = wrap_modules(G, D, tc, dist)
     reduce = ddp.all_reduce_sum if dist.enabled else None
     if tc.amp == "bf16" and not native_bf16(dev):
         say(dist, f"note: train.amp=bf16 on {dev}, which has no native bf16: expect it to be many "
@@ -313,22 +364,7 @@ def train(
             problem = None if all_finite(norms) else "gradient"
         if problem is not None:
             bad += 1
-            opt_g.zero_grad(set_to_none=True)
-            opt_d.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for k, b in G.named_buffers():
-                    b.copy_(buffers[k])
-            say(dist, f"step {step}: non-finite {problem} "
-                      f"({ {k: float(v.detach()) for k, v in losses.items()} }), step skipped "
-                      f"({bad} in a row, limit train.max_bad_steps={tc.max_bad_steps})")
-            if log is not None:
-                log.write({"step": step, "skipped": f"non-finite {problem}"})
-            if bad >= tc.max_bad_steps:
-                kept = (f"the checkpoint {ckpt} is from before them" if ckpt.is_file()
-                        else "no checkpoint was written")
-                raise TrainingDivergedError(f"{bad} non-finite losses in a row at step {step}; "
-                                            f"{kept}")
-            state.step += 1
+            skip_step(state, buffers, problem, losses, bad, tc, ckpt, log, dist)
             continue
         bad = 0
         opt_g.step()
