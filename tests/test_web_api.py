@@ -122,6 +122,26 @@ def test_bad_uploads_are_4xx_json(client, data, status, words):
     assert "\n" not in r.json()["detail"] and "Traceback" not in r.text
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv", ".webm", ".avi"])
+def test_clips_are_415_naming_the_command_line(client, tmp_path, suffix):
+    pytest.importorskip("av")
+    from facemend.bench.clips import write_clip
+
+    frames = [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(3)]
+    data = write_clip(tmp_path / f"clip{suffix}", frames, tone_hz=None).read_bytes()
+    for name in (f"clip{suffix}", "upload.bin"):  # by its bytes whatever its name
+        r = _post(client, name, data)
+        detail = r.json()["detail"]
+        assert r.status_code == 415 and "facemend restore" in detail and "\n" not in detail
+        assert f"({suffix[1:]})" in detail
+
+
+def test_photo_in_an_iso_box_is_not_a_clip(client):
+    avif_like = b"\x00\x00\x00\x1cftypavif" + b"\x00" * 64  # AVIF shares MP4's boxes
+    r = _post(client, "photo.avif", avif_like)
+    assert r.status_code == 415 and "not a readable image" in r.json()["detail"]
+
+
 def test_oversized_uploads_are_413(client):
     limit = int(0.5 * 1024 * 1024)
     for size in (limit + 1000, 4 * limit):  # body read check; Content-Length check

@@ -114,6 +114,25 @@ class RestoreQueue:
                 self.active -= 1
 
 
+# ISO base media brands of still images (AVIF, HEIF), which share MP4's `ftyp` box
+IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def clip_container(data: bytes, filename: str | None) -> str | None:
+    """'mp4', 'mov', 'mkv', 'webm' or 'avi' for a video clip (by its bytes, else its name)."""
+    head = data[:16]
+    if head[4:8] == b"ftyp" and head[8:12] not in IMAGE_BRANDS:
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head[4:8] in (b"moov", b"mdat", b"wide"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska or WebM
+        return "webm" if b"webm" in data[:64] else "mkv"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    suffix = Path(filename or "").suffix.lower().lstrip(".")
+    return suffix if suffix in ("mp4", "mov", "mkv", "webm", "avi") else None
+
+
 def _error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -243,7 +262,8 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
 
     @app.post("/api/restore", response_model=RestoreOut, summary="Restore every face of a photo",
               responses={400: {"description": "bad upload"}, 413: {"description": "too large"},
-                         415: {"description": "not an image"}, 422: {"description": "bad field"},
+                         415: {"description": "not an image (a video clip, say)"},
+                         422: {"description": "bad field"},
                          503: {"description": "queue full, retry later"}})
     async def restore(
         file: UploadFile = File(..., description="photo (JPEG, PNG, WebP, BMP, TIFF, GIF)"),
@@ -254,6 +274,10 @@ def create_app(settings: ServerSettings = ServerSettings(), model: Any = None) -
         upscale: float = Form(1.0, ge=1.0, le=4.0, description="photo upscale factor (1-4)"),
     ) -> Any:
         data = await file.read(max_bytes + 1)
+        clip = clip_container(data, file.filename)
+        if clip is not None:
+            return _error(415, f"a video clip ({clip}); this page restores photos, restore clips "
+                          "with `facemend restore CLIP -o OUT`")
         if len(data) > max_bytes:
             return _error(413, too_large)
         try:
