@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -113,6 +114,19 @@ def test_containers_upscale_and_fps(weights: Path, photo: np.ndarray, tmp_path: 
     assert (n, fps, size) == (12, 12.0, (320, 240))
     assert abs(duration - 1.0) < 0.1  # 12 frames at 12 fps
     assert codec in ("aac", "opus") and sound
+
+
+@pytest.mark.parametrize("option", [["--only-center-face"], ["--face-index", "0"]])
+def test_face_choice_options_are_said_to_be_for_photos(weights: Path, photo: np.ndarray,
+                                                       tmp_path: Path, option: list[str],
+                                                       capsys: pytest.CaptureFixture) -> None:
+    clip = write_clip(tmp_path / "c.mp4", clip_frames(photo, 4, SIZE))
+    assert restore(str(clip), "-o", str(tmp_path / "out"), "--weights", str(weights),
+                   *option) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "--face-index" in ln]
+    assert len(notes) == 1 and notes[0].startswith(f"note: {clip}: ") and "photos" in notes[0]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["files"][0]["tracks"] == 1
 
 
 def test_still_clip_is_steady_and_steadier_than_frame_by_frame(restorer: FaceRestorer,

@@ -67,6 +67,9 @@ def restore_clip(restorer: Any, path: Path, out: Path, stem: str, args: argparse
                            temporal=not args.frame_by_frame, upsample=args.upsample,
                            track=TrackOptions(detect_every=args.detect_every), seed=args.seed)
     res = restore_video(restorer, path, dst, options, progress=not args.no_progress)
+    if getattr(args, "only_center_face", False) or getattr(args, "face_index", None) is not None:
+        res.notes.insert(0, "--only-center-face and --face-index apply to photos; every face of "
+                            "a clip is restored")
     for note in res.notes:
         print(f"note: {path}: {note}", file=sys.stderr)
     entry: dict = {"outputs": [str(res.output)], "frames": res.frames,
