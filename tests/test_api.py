@@ -8,26 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import facemend
-from facemend.config import ModelConfig
+from conftest import tiny_generator
 from facemend.io import load_rgb
-from facemend.models.generator import Generator
-from facemend.models.pretrained import save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face of ~283 px
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    G = Generator(ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
-                              num_skips=1, codebook_size=8))
-    out = tmp_path_factory.mktemp("weights")
-    save_pretrained(G, out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +57,7 @@ def test_aligned_face_comes_back_at_its_own_size(restorer) -> None:
 
 
 def test_per_image_noise_and_seed(weights: Path) -> None:
-    G = Generator(ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
-                              num_skips=1, codebook_size=8))
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("strength"):
-                p.fill_(0.5)
-    r = facemend.FaceRestorer(model=G, identity=False, detail=False)
+    r = facemend.FaceRestorer(model=tiny_generator(0.5), identity=False, detail=False)
     assert r.info["weights"] == "<in memory>"
     img = load_rgb(PHOTO)
     a = r.enhance(img, noise_scale=1.0, seed=1).faces[0].restored[0]

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageCms, ImageFile
 
 import facemend.io as fio
 from facemend.cli import main
-from facemend.config import ModelConfig
 from facemend.io import ImageError, LoadedImage, atomic_write_bytes, load_image, save_image
-from facemend.models.generator import Generator
-from facemend.models.pretrained import save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face, 630 x 374
@@ -223,17 +219,6 @@ def test_save_image_keeps_alpha_icc_and_writes_atomically(
         save_image(tmp_path / "c.png", rgb)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
     assert (tmp_path / "b.png").read_bytes() == b"old"
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random 32-px model."""
-    torch.manual_seed(0)
-    G = Generator(ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
-                              num_skips=1, codebook_size=8))
-    out = tmp_path_factory.mktemp("weights")
-    save_pretrained(G, out)
-    return out
 
 
 def restore(*args: str) -> int:

@@ -8,28 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from facemend.cli import build_parser, main
 from facemend.commands.compat import resolve_compat
-from facemend.config import ModelConfig
-from facemend.models.generator import Generator
-from facemend.models.pretrained import save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face, 630x374
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random 32-px model."""
-    torch.manual_seed(0)
-    G = Generator(ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
-                              num_skips=1, codebook_size=8))
-    out = tmp_path_factory.mktemp("weights")
-    save_pretrained(G, out)
-    return out
 
 
 def parsed(*argv: str):

@@ -20,17 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from facemend.config import ConfigError, ModelConfig, RunConfig, load_config
-from facemend.models.generator import Generator
-from facemend.models.pretrained import save_pretrained
+from facemend.config import ConfigError, RunConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face
-TINY = ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16, num_skips=1,
-                   codebook_size=8)
 MAX_WRITTEN = 64 << 20  # bytes the restore run may write for this corpus
 MAX_RSS_KB = 2_500_000  # peak resident memory of the restore process (KiB)
 
@@ -104,14 +99,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
                       if p.is_file() and not p.is_symlink() else os.readlink(p)
                       if p.is_symlink() else "dir")
             out[str(p.relative_to(root))] = (st.st_mode, st.st_mtime_ns, digest)
-    return out
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("weights")
-    save_pretrained(Generator(TINY), out)
     return out
 
 

@@ -12,24 +12,13 @@ import pytest
 import torch
 from PIL import Image, features
 
+from conftest import tiny_generator
 from facemend.cli import main
-from facemend.config import ModelConfig
 from facemend.models.generator import Generator
 from facemend.models.pretrained import save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face
-TINY = ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16, num_skips=1,
-                   codebook_size=8)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random 32-px model."""
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("weights")
-    save_pretrained(Generator(TINY), out)
-    return out
 
 
 def restore(*args: str) -> int:
@@ -103,7 +92,7 @@ def test_avif_is_treated_alike_named_or_found_in_a_folder(
 
 def nan_model() -> Generator:
     torch.manual_seed(0)
-    G = Generator(TINY)
+    G = tiny_generator()
     with torch.no_grad():
         next(iter(G.parameters())).view(-1)[0] = float("nan")
     return G
