@@ -1,5 +1,9 @@
 """Training data: folders of aligned faces -> (LQ, HQ) pairs with eq. 13 applied on the fly.
 
+A data root is a folder (searched recursively) or a face pack (a file ending in .pack, written by
+`facemend pack`, see `facepack`); a pack's faces keep their folder-relative names, so the
+train/validation split is the same as from the folders they were packed from.
+
 Reproducibility: sample `index` of epoch `epoch` draws its flip and degradation from
 `np.random.default_rng([seed, epoch, index])`, so a batch depends only on (seed, epoch, indices),
 not on the number of DataLoader workers or on which worker loads it. The sampler's order is seeded
@@ -24,7 +28,8 @@ from torch.utils.data import Dataset
 
 from facemend.config import DegradationConfig
 from facemend.degradations import degrade
-from facemend.io import MAX_PIXELS_HINT, ImageError, list_images, load_rgb, to_tensor
+from facemend.facepack import FacePack, is_pack
+from facemend.io import MAX_PIXELS_HINT, ImageError, decode_image, list_images, load_rgb, to_tensor
 
 FACE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 PathLike = str | Path
@@ -66,7 +71,11 @@ def split_files(
 
 def load_face(path: Path, resolution: int) -> np.ndarray:
     """Read a face as (H, H, 3) uint8: centre-cropped to square, Pillow LANCZOS to `resolution`."""
-    img = load_rgb(path)  # (h, w, 3)
+    return square_face(load_rgb(path), resolution)
+
+
+def square_face(img: np.ndarray, resolution: int) -> np.ndarray:
+    """(h, w, 3) uint8 -> (H, H, 3) uint8: centre-cropped to square, Pillow LANCZOS to H."""
     h, w = img.shape[:2]
     if h != w:
         s = min(h, w)
@@ -79,7 +88,7 @@ def load_face(path: Path, resolution: int) -> np.ndarray:
 
 
 class FaceFolder(Dataset):
-    """Aligned faces from one or more folders, degraded on the fly by eq. 13.
+    """Aligned faces from one or more folders or face packs, degraded on the fly by eq. 13.
 
     Items: {"lq": (3, H, W) float32 in [-1, 1], "hq": (3, H, W) float32 in [-1, 1], "index": int},
     where "index" is the file actually used (it differs from the requested index when an unreadable
@@ -99,16 +108,24 @@ class FaceFolder(Dataset):
         split: Literal["all", "train", "val"] = "all",
         val_fraction: float = 0.0,
     ) -> None:
-        entries = find_faces(roots)
+        self._packs: dict[Path, FacePack] = {}
+        entries: list[tuple[Path, Path, int]] = []  # (root, relative path, index in pack or -1)
+        for root in map(Path, [roots] if isinstance(roots, str | Path) else roots):
+            if is_pack(root):
+                pack = self._packs.setdefault(root, FacePack(root))
+                entries += [(root, Path(name), j) for j, name in enumerate(pack.names)]
+            else:
+                entries += [(r, rel, -1) for r, rel in find_faces(root)]
         if split != "all":
-            train, val = split_files([rel for _, rel in entries], val_fraction)
+            train, val = split_files([rel for _, rel, _ in entries], val_fraction)
             keep = set(map(Path, train if split == "train" else val))
-            entries = [(root, rel) for root, rel in entries if rel in keep]
+            entries = [e for e in entries if e[1] in keep]
         if not entries:
             raise ValueError(f"no face images ({', '.join(FACE_EXTENSIONS)}) for split '{split}' "
                              f"under {roots}")
-        self.files = [root / rel for root, rel in entries]
-        self.relpaths = [rel for _, rel in entries]
+        self.files = [root / rel for root, rel, _ in entries]
+        self.relpaths = [rel for _, rel, _ in entries]
+        self._packed = [(root, j) for root, _, j in entries]
         self.resolution = resolution
         self.degradation = degradation
         self.seed = seed
@@ -136,13 +153,21 @@ class FaceFolder(Dataset):
             if i in self._bad:
                 continue
             try:
-                return i, load_face(self.files[i], self.resolution)
+                return i, self._read(i)
             except ImageError as e:
                 self._bad.add(i)
                 msg = str(e).removesuffix(MAX_PIXELS_HINT)  # train has no --max-pixels
                 warnings.warn(f"skipping unreadable training image {msg}", stacklevel=3)
         raise ValueError(f"no readable image among the {n} files under "
                          f"{', '.join(sorted({str(f.parent) for f in self.files}))[:300]}")
+
+    def _read(self, i: int) -> np.ndarray:
+        """Face i as (H, H, 3) uint8, from its file or from its pack; ImageError if unreadable."""
+        root, j = self._packed[i]
+        if j < 0:
+            return load_face(self.files[i], self.resolution)
+        img = decode_image(self._packs[root].read(j), str(self.files[i])).rgb
+        return square_face(img, self.resolution)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
