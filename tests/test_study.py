@@ -279,7 +279,7 @@ def test_study_pages_and_api(runs, tmp_path):
         assert c.get("/healthz").json()["study"] is True
         page = c.get("/study")
         assert page.status_code == 200 and "#token=" in page.text
-        r = c.post("/api/study/session", json={"token": tokens["alice"]})
+        r = c.post("/api/study/signin", json={"token": tokens["alice"]})
         assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
         t = r.json()
         assert t["rater"] == "alice" and t["done"] == 0 and t["total"] == 3
@@ -310,7 +310,7 @@ def test_study_cannot_be_tampered_with(runs, tmp_path):
     """Raters are who their link says: no voting as another, no invented raters, no peeking."""
     client, study, tokens = _client(runs, tmp_path)
     with client as c:
-        t = c.post("/api/study/session", json={"token": tokens["bob"]}).json()
+        t = c.post("/api/study/signin", json={"token": tokens["bob"]}).json()
         trial = t["trial"]
         # a body naming another rater is refused, and alice's trial stays open for her
         r = c.post("/api/study/votes", json={"trial": trial, "position": 0, "rater": "alice"})
@@ -329,12 +329,12 @@ def test_study_cannot_be_tampered_with(runs, tmp_path):
                           ).status_code == 403
         c.cookies.clear()
         for bad in ("eve\n", "alice", "x" * 200, tokens["alice"] + "\n"):
-            r = c.post("/api/study/session", json={"token": bad})
+            r = c.post("/api/study/signin", json={"token": bad})
             assert r.status_code in (403, 422), bad
         with sqlite3.connect(study) as conn:
             assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 0
         # one vote per rater and trial; huge trial ids are 4xx, never 500
-        c.post("/api/study/session", json={"token": tokens["carol"]})
+        c.post("/api/study/signin", json={"token": tokens["carol"]})
         assert c.post("/api/study/votes", json={"trial": trial, "position": 0}).status_code == 201
         assert c.post("/api/study/votes", json={"trial": trial, "position": 1}).status_code == 409
         for big in (2**31, 2**70):

@@ -249,7 +249,7 @@ def _rater_names(raters: int | list[str], existing: list[str]) -> list[str]:
 
 
 def _insert_raters(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str, str]]:
-    """Issue a fresh token to each name; returns [(name, token)]."""
+    """A fresh token for each name; returns [(name, token)]."""
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     issued = [(n, secrets.token_urlsafe(16)) for n in names]
     conn.executemany("INSERT INTO raters VALUES (?, ?, ?)", [(n, t, now) for n, t in issued])
@@ -257,7 +257,7 @@ def _insert_raters(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str
 
 
 def add_raters(path: str | Path, raters: int | list[str]) -> list[tuple[str, str]]:
-    """Issue more raters (a count or names) in an existing study; returns [(name, token)]."""
+    """Add raters (a count or names) to an existing study; returns [(name, token)]."""
     conn = connect(path)
     try:
         existing = [str(r[0]) for r in conn.execute("SELECT name FROM raters")]

@@ -1,7 +1,7 @@
 """The study page's API: sign in with a personal link, next trial, option images, votes.
 
 A rater is known only by the token of their personal link (issued by `facemend study create`
-or `facemend study raters --add`): the page sends it once to `POST /api/study/session`, which sets
+or `facemend study raters --add`): the page sends it once to `POST /api/study/signin`, which sets
 it as an HttpOnly cookie; `next` and `votes` take the rater from that cookie alone (a vote's body
 has no rater field, and no query parameter names a rater). Without a cookie they answer 401, with
 a token the study does not list 403. A second vote on the same trial answers 409 (the first vote
@@ -33,7 +33,7 @@ COOKIE = "facemend_rater"
 COOKIE_AGE_S = 180 * 86400
 
 
-class SessionIn(BaseModel):
+class SignIn(BaseModel):
     """The token from a rater's personal link."""
 
     model_config = ConfigDict(extra="forbid")
@@ -74,9 +74,9 @@ def study_router(study: str | Path) -> APIRouter:
             raise PermissionError("not signed in: open the personal study link you were given")
         return rater_for_token(study, cookie)
 
-    @router.post("/session", summary="Sign in with the token of a personal study link",
+    @router.post("/signin", summary="Sign in with the token of a personal study link",
                  responses={403: {"description": "token not issued by this study"}})
-    def session(s: SessionIn) -> Any:
+    def signin(s: SignIn) -> Any:
         try:
             info = _with_links(next_trial(study, rater_for_token(study, s.token)))
         except UnknownRaterError as e:

@@ -65,7 +65,7 @@ async function start() {
   try {
     if (m) {  // sign in once; the token then lives in an HttpOnly cookie, not in the address
       history.replaceState(null, "", location.pathname);
-      render(await api("/api/study/session", { method: "POST",
+      render(await api("/api/study/signin", { method: "POST",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: m[1] }) }));
     } else {
       await next();
