@@ -10,13 +10,14 @@ import pytest
 from facemend.inference.align import affine_scale, align_face
 from facemend.inference.detect import detect_faces
 from facemend.inference.paste import (
+    colour_stats,
     face_mask,
     match_colour,
     output_matrix,
     paste_face,
-    paste_faces,
     upscale_image,
 )
+from facemend.inference.restore import restore_photo
 from facemend.io import load_rgb
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "photos"
@@ -36,9 +37,10 @@ def kit() -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     return img, [c for c, _ in aligned], [m for _, m in aligned]
 
 
-def test_identity_paste_leaves_photo_unchanged(kit) -> None:
+@pytest.mark.parametrize("detail", [True, False])
+def test_identity_paste_leaves_photo_unchanged(kit, detail: bool) -> None:
     img, crops, mats = kit
-    out = paste_faces(img, crops, mats, upscale=1)
+    out = restore_photo(img, lambda x: x, 512, detail=detail).images[0]
     assert out.shape == img.shape and out.dtype == np.uint8
     assert psnr(out, img) > 35.0
     for f in detect_faces(img):  # inside each face box too
@@ -52,7 +54,7 @@ def test_identity_paste_leaves_photo_unchanged(kit) -> None:
 
 def test_identity_paste_at_upscale_2_matches_upscaled_background(kit) -> None:
     img, crops, mats = kit
-    out = paste_faces(img, crops, mats, upscale=2)
+    out = restore_photo(img, lambda x: x, 512, upscale=2).images[0]
     assert out.shape == (2 * img.shape[0], 2 * img.shape[1], 3)
     ref = np.clip(np.rint(upscale_image(img, 2)), 0, 255).astype(np.uint8)
     assert psnr(out, ref) > 35.0
@@ -106,3 +108,19 @@ def test_colour_match_identity_and_shift(kit) -> None:
     hp = lambda x: x - cv2.GaussianBlur(x.astype(np.float32), (0, 0), 8)  # noqa: E731
     corr = np.corrcoef(hp(fixed)[..., 1].ravel(), hp(cast)[..., 1].ravel())[0, 1]
     assert corr > 0.95
+
+
+def test_colour_match_to_given_statistics(kit) -> None:
+    _, crops, _ = kit
+    ref = crops[0].astype(np.float32)
+    cast = np.clip(ref * [0.8, 0.9, 1.1] + [0, -10, 20], 0, 255)
+    stats = colour_stats(ref)
+    assert np.array_equal(match_colour(cast, ref, target=stats), match_colour(cast, ref))
+    # other statistics win over the reference's: the face takes the brighter face's colour
+    bright = np.clip(ref + 25.0, 0, 255)
+    to_bright = match_colour(cast, ref, target=colour_stats(bright))
+    mu, sd = colour_stats(to_bright)
+    mu_b, sd_b = colour_stats(bright)
+    assert np.abs(mu - mu_b).max() < 0.5 and np.abs(mu - stats[0])[0] > 5
+    assert np.allclose(sd, sd_b, rtol=0.05, atol=0.2)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,6 +146,28 @@ def test_still_clip_is_steady_and_steadier_than_frame_by_frame(restorer: FaceRes
     f_framewise = flicker(frames_of(framewise.output), lms)
     assert f_tracked <= f_in, (f_tracked, f_in)
     assert f_framewise > 5 * f_tracked, (f_framewise, f_tracked)
+
+
+def test_colour_follows_the_track_not_each_frame(photo: np.ndarray, tmp_path: Path) -> None:
+    # the input's brightness pulses by +-6 levels frame to frame; a model that returns its input
+    # matched to each frame's own colour statistics pulses with it, matched to the track's
+    # running average it does not
+    frames = [np.clip(f.astype(np.int16) + (6 if i % 2 else -6), 0, 255).astype(np.uint8)
+              for i, f in enumerate(clip_frames(photo, 12, SIZE, motion=0.0))]
+    clip = write_clip(tmp_path / "pulse.mp4", frames)
+    settings = {"detector": "hog", "colour_match": True, "detail": False,
+                "face_shaped_mask": True, "identity_guard": None}
+    plain = SimpleNamespace(model=lambda x: x, size=64, batch_size=4, identity_fn=None,
+                            settings=settings)
+    tracked = restore_video(plain, clip, tmp_path / "a.mp4", VideoOptions(record_landmarks=True),
+                            progress=False)
+    per_frame = restore_video(plain, clip, tmp_path / "b.mp4", VideoOptions(colour_rate=1.0),
+                              progress=False)
+    lms = tracked.landmarks
+    f_in, f_tracked, f_per_frame = (flicker(frames_of(p), lms)
+                                    for p in (clip, tracked.output, per_frame.output))
+    assert f_per_frame > 0.5 * f_in, (f_per_frame, f_in)
+    assert f_tracked < 0.5 * f_per_frame, (f_tracked, f_per_frame)
 
 
 def test_ctrl_c_leaves_a_playable_partial_clip(restorer: FaceRestorer, photo: np.ndarray,

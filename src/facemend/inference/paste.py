@@ -44,12 +44,34 @@ def _weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return mean, std
 
 
+ColourStats = tuple[np.ndarray, np.ndarray]  # per Lab channel (mean, std) of a blurred face
+
+
+def _low_lab(x: np.ndarray, sigma: float) -> np.ndarray:
+    """(S, S, 3) RGB in [0, 255] -> Lab (L in [0, 100], a, b), Gaussian-blurred by sigma px."""
+    import cv2
+
+    x = np.clip(np.asarray(x, np.float32) / 255.0, 0.0, 1.0)
+    lab = cv2.cvtColor(x, cv2.COLOR_RGB2Lab)
+    return lab if sigma <= 0 else cv2.GaussianBlur(lab, (0, 0), sigma)
+
+
+def colour_stats(reference: np.ndarray, weights: np.ndarray | None = None,
+                 sigma_frac: float = 1 / 64) -> ColourStats:
+    """The low-frequency Lab statistics of an (S, S, 3) face that `match_colour` maps to."""
+    s = reference.shape[0]
+    weights = face_mask(s) if weights is None else weights
+    return _weighted_stats(_low_lab(reference, max(sigma_frac * s, 0.5)), weights)
+
+
 def match_colour(
     restored: np.ndarray,
     reference: np.ndarray,
     weights: np.ndarray | None = None,
     sigma_frac: float = 1 / 64,
     max_gain: float = 2.0,
+    *,
+    target: ColourStats | None = None,
 ) -> np.ndarray:
     """Restored (S, S, 3) face with the low-frequency Lab colour statistics of `reference`.
 
@@ -57,23 +79,18 @@ def match_colour(
     per Lab channel, the blurred restored face is mapped affinely to the reference's weighted
     mean and std (gain clipped to [1/max_gain, max_gain]) and only that low-pass change is
     added to the restored face: out = r + (T(blur r) - blur r). Detail keeps its contrast, and a
-    restored face equal to the reference is returned unchanged.
+    restored face equal to the reference is returned unchanged. `target` (`colour_stats`, e.g.
+    averaged over a face's frames) is used instead of the reference's own statistics.
     """
     import cv2
 
     s = restored.shape[0]
     weights = face_mask(s) if weights is None else weights
     sigma = max(sigma_frac * s, 0.5)
-
-    def lab(x: np.ndarray) -> np.ndarray:
-        x = np.clip(np.asarray(x, np.float32) / 255.0, 0.0, 1.0)
-        return cv2.cvtColor(x, cv2.COLOR_RGB2Lab)
-
-    lab_r, lab_i = lab(restored), lab(reference)  # (S, S, 3): L in [0, 100], a, b
+    lab_r = _low_lab(restored, 0.0)  # (S, S, 3): L in [0, 100], a, b
     low_r = cv2.GaussianBlur(lab_r, (0, 0), sigma)
-    low_i = cv2.GaussianBlur(lab_i, (0, 0), sigma)
     mu_r, sd_r = _weighted_stats(low_r, weights)
-    mu_i, sd_i = _weighted_stats(low_i, weights)
+    mu_i, sd_i = colour_stats(reference, weights, sigma_frac) if target is None else target
     gain = np.clip(sd_i / np.maximum(sd_r, 1e-3), 1.0 / max_gain, max_gain)
     gain = np.where((sd_r < 1e-3) & (sd_i < 1e-3), 1.0, gain)
     delta = (gain - 1.0) * (low_r - mu_r) + (mu_i - mu_r)  # T(blur r) - blur r
@@ -144,27 +161,6 @@ def paste_face(
     region = canvas[y0:y1, x0:x1]
     region += mask_roi * (np.clip(face_roi, 0.0, 255.0) - region)
     return (x0, y0, x1, y1)
-
-
-def paste_faces(
-    img: np.ndarray,
-    faces: list[np.ndarray],
-    matrices: list[np.ndarray],
-    upscale: float = 1.0,
-    background: str | Upsampler | np.ndarray = "lanczos",
-) -> np.ndarray:
-    """(H*up, W*up, 3) uint8 photo with each (S, S, 3) face pasted under its photo -> crop M.
-
-    `background` is an upscale method or an already upscaled (H*up, W*up, 3) array.
-    """
-    if isinstance(background, np.ndarray):
-        canvas = background.astype(np.float32, copy=True)
-    else:
-        canvas = upscale_image(img, upscale, background)
-    for face, m in zip(faces, matrices, strict=True):
-        m_out = output_matrix(m, img.shape, canvas.shape)
-        paste_face(canvas, face, m_out, face_mask(face.shape[0]))
-    return canvas_to_uint8(canvas)
 
 
 def canvas_to_uint8(canvas: np.ndarray) -> np.ndarray:

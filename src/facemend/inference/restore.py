@@ -26,8 +26,10 @@ from facemend.inference.detail import resize, transfer_detail
 from facemend.inference.detect import DetectOptions, Face, detect_faces, select_faces
 from facemend.inference.mask import paste_mask
 from facemend.inference.paste import (
+    ColourStats,
     Upsampler,
     canvas_to_uint8,
+    colour_stats,
     match_colour,
     output_matrix,
     paste_face,
@@ -38,6 +40,7 @@ from facemend.io import to_tensor, to_uint8
 Restorer = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, S, S) [-1, 1] -> (B, 3, S, S)
 IdentityFn = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, S, S) [-1, 1] -> (B, D)
 GuardAction = Literal["none", "blended", "kept input"]
+ColourTarget = Callable[[int, ColourStats], ColourStats]  # (face index, its stats) -> target
 
 
 @dataclass
@@ -208,12 +211,15 @@ def _aligned_input(img: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _finish_face(f: FaceResult, o: np.ndarray, size: int, aligned: bool, detail: bool,
-                 colour_match: bool, masks: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+                 colour_match: bool, masks: tuple[np.ndarray, np.ndarray],
+                 colour_target: ColourTarget | None = None) -> np.ndarray:
     """The restored (S, S, 3) uint8 face from the model's (H, H, 3) output `o` (guard applied):
     colour-matched at H, then the model's change carried to S (`detail.transfer_detail`)."""
     mask_H, _ = masks
     if not aligned and colour_match:
-        o = match_colour(o, f.model_crop, mask_H)
+        target = (None if colour_target is None
+                  else colour_target(f.index, colour_stats(f.model_crop, mask_H)))
+        o = match_colour(o, f.model_crop, mask_H, target=target)
     if not detail:
         f.trust.append(1.0)
         return np.rint(np.clip(o, 0, 255)).astype(np.uint8)
@@ -245,6 +251,7 @@ def restore_photo(
     face_shaped_mask: bool = True,
     max_face_size: int = MAX_FACE_SIZE,
     given_faces: list[Face] | None = None,
+    colour_target: ColourTarget | None = None,
 ) -> PhotoResult:
     """Restore every selected face of an (H, W, 3) uint8 RGB photo, `samples` times.
 
@@ -255,7 +262,9 @@ def restore_photo(
     size (no detection, colour match or paste). Faces are restored in batches of `batch_size`
     and pasted one at a time over the background upscaled by `upscale`, through a face-shaped
     mask from the 68 landmarks (`face_shaped_mask`) or a feathered square. `given_faces` (e.g.
-    faces tracked through a video) are restored instead of detecting faces.
+    faces tracked through a video) are restored instead of detecting faces; `colour_target`
+    maps a face's index and its input's colour statistics (`paste.colour_stats`) to those its
+    restoration is matched to (e.g. averaged along a track).
     """
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, (img.shape, img.dtype)
     assert samples >= 1 and batch_size >= 1, (samples, batch_size)
@@ -310,7 +319,8 @@ def restore_photo(
                 lm68 = f.landmarks68 if face_shaped_mask and not aligned else None
                 masks = (paste_mask(size, f.matrix, lm68),
                          paste_mask(S, scale_matrix(f.matrix, S / size), lm68))
-                o = _finish_face(f, o, size, aligned, detail, colour_match, masks)
+                o = _finish_face(f, o, size, aligned, detail, colour_match, masks,
+                                 colour_target)
                 f.restored.append(o)
                 f.identity.append(s0)
                 f.identity_final.append(s1)

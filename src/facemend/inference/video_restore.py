@@ -2,13 +2,15 @@
 
 Each face is followed through the clip (`tracking.FaceTracker`): it is restored from its
 smoothed landmarks, and with the same noise tensors in every frame (drawn once per track from
-its seed), so a still face restores to the same face frame after frame. `temporal=False` is
-frame-by-frame restoration for comparison: detection on every frame, landmarks as fitted, and
-fresh noise for every face in every frame. Frames are decoded, restored `batch_frames` at a
-time and encoded at once, and the sound is copied as its packets come, so memory does not
-depend on the clip's length. The output is written to a temporary file in the output folder
-and renamed when complete; on Ctrl-C the frames so far are finished into a playable
-`NAME.partial.mp4` and `VideoInterrupted` says where.
+its seed), so a still face restores to the same face frame after frame; its colour is matched
+to a running average of its input's colour statistics along the track (`TrackColour`), not to
+each frame's own, so re-compression and noise in the input do not make it pulse.
+`temporal=False` is frame-by-frame restoration for comparison: detection on every frame,
+landmarks as fitted, fresh noise and colour statistics for every face in every frame. Frames
+are decoded, restored `batch_frames` at a time and encoded at once, and the sound is copied as
+its packets come, so memory does not depend on the clip's length. The output is written to a
+temporary file in the output folder and renamed when complete; on Ctrl-C the frames so far are
+finished into a playable `NAME.partial.mp4` and `VideoInterrupted` says where.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from facemend.inference.detect import DetectOptions
+from facemend.inference.paste import ColourStats
 from facemend.inference.restore import restore_photo
 from facemend.inference.tracking import FaceTracker, Track, TrackOptions
 from facemend.inference.video import Audio, Frame, VideoReader, VideoWriter
@@ -45,6 +48,7 @@ class VideoOptions:
     crf: int = 18  # H.264 quality (lower is better)
     record_landmarks: bool = False  # keep each frame's smoothed landmarks (flicker measure)
     seed: int = 0  # track i draws its noise from seed + i
+    colour_rate: float = 0.05  # weight of each frame in a track's running colour statistics
 
 
 @dataclass
@@ -102,6 +106,31 @@ class TrackNoise:
         return y.float().contiguous()
 
 
+class TrackColour:
+    """Colour statistics of each track: a running average over its frames (weight `rate`)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.stats: dict[int, ColourStats] = {}
+        self.tracks: list[Track] = []
+
+    def start(self, tracks: list[Track]) -> None:
+        """The frame's faces, in the order they are given to `restore_photo`."""
+        self.tracks = list(tracks)
+        live = {tr.id for tr in tracks}
+        self.stats = {k: v for k, v in self.stats.items() if k in live}
+
+    def __call__(self, index: int, stats: ColourStats) -> ColourStats:
+        tid = self.tracks[index].id
+        if tid not in self.stats:
+            self.stats[tid] = stats
+        else:
+            r = self.rate
+            self.stats[tid] = tuple((1 - r) * old + r * new  # type: ignore[assignment]
+                                    for old, new in zip(self.stats[tid], stats, strict=True))
+        return self.stats[tid]
+
+
 def restore_video(
     restorer: Any,
     src: str | Path,
@@ -132,6 +161,7 @@ def restore_video(
     tracker = FaceTracker(detect, track, seed=options.seed)
     seeded = (TrackNoise(restorer.G, restorer.noise_scale, restorer.device)
               if options.temporal and hasattr(restorer, "G") else None)
+    colour = TrackColour(options.colour_rate) if options.temporal else None
     result = VideoResult(dst, 0, fps, (0, 0), 0,
                          reader.audio.codec_context.name if reader.audio else None)
     bar = tqdm(total=reader.frames or None, unit="frame", disable=not progress, leave=False)
@@ -160,7 +190,7 @@ def restore_video(
 
     def flush() -> None:
         for f in batch:
-            rgb = _restore_frame(f, restorer, tracker, seeded, options, result)
+            rgb = _restore_frame(f, restorer, tracker, seeded, colour, options, result)
             if "writer" not in out:
                 out["writer"] = open_writer(rgb)
             t = f.index / fps if options.fps else _on_grid(f.time, fps, tick)
@@ -227,8 +257,9 @@ def _finish(out: dict[str, Any], reader: VideoReader, keep: Path | None) -> None
 
 
 def _restore_frame(f: Frame, restorer: Any, tracker: FaceTracker, seeded: TrackNoise | None,
-                   options: VideoOptions, result: VideoResult) -> np.ndarray:
-    """One frame: faces tracked into it, restored with their tracks' noise, pasted."""
+                   colour: TrackColour | None, options: VideoOptions,
+                   result: VideoResult) -> np.ndarray:
+    """One frame: faces tracked into it, restored with their tracks' noise and colour."""
     tracks = tracker.update(f.rgb, f.time)
     if options.record_landmarks:
         result.landmarks.append({tr.id: tr.smooth5.copy() for tr in tracks})
@@ -237,12 +268,14 @@ def _restore_frame(f: Frame, restorer: Any, tracker: FaceTracker, seeded: TrackN
         seeded.forget(tracks)
         seeded.queue = list(tracks)
         call = seeded
+    if colour is not None:
+        colour.start(tracks)
     s = restorer.settings
     res = restore_photo(
         f.rgb, call, restorer.size, given_faces=[tr.face() for tr in tracks],
         upscale=options.upscale, batch_size=restorer.batch_size,
         identity_fn=restorer.identity_fn if s["identity_guard"] is not None else None,
         identity_guard=s["identity_guard"], colour_match=s["colour_match"],
-        detail=s["detail"], face_shaped_mask=s["face_shaped_mask"],
+        detail=s["detail"], face_shaped_mask=s["face_shaped_mask"], colour_target=colour,
     )
     return res.images[0]
