@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train the model on folders of aligned faces (single process or torchrun/DDP)"
+HELP = "train the model on folders of aligned faces or face packs (single process or DDP)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "configs/paper-512.yaml); repeat to lay later files over earlier ones "
                    "(configs/recipes/); defaults when omitted")
     p.add_argument("--data", action="append", default=[], metavar="DIR",
-                   help="folder of aligned face images (recursive); repeat for several")
+                   help="folder of aligned face images (recursive), or a face pack "
+                   "(FILE.pack from `facemend pack`); repeat for several")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log, samples, final/")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. train.steps=2000 (repeatable)")
@@ -23,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (0 = torch's default)")
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="stop after this step with a checkpoint (resume later with --resume)")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes of training with a checkpoint, like --stop-at")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--export-ema", metavar="DIR", default=None,
                    help="do not train: write the EMA generator of OUT's latest checkpoint to DIR "
@@ -36,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from facemend.config import ConfigError, RunConfig, load_config
+    from facemend.facepack import is_pack
     from facemend.models.pretrained import WeightsError
     from facemend.training.loop import TrainingDivergedError, train
 
@@ -57,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(RunConfig, args.config, args.set)
         for d in args.data:
-            if not Path(d).is_dir():
-                raise ConfigError(f"{d}: data folder not found")
+            if not (Path(d).is_file() if is_pack(d) else Path(d).is_dir()):
+                raise ConfigError(f"{d}: data {'pack' if is_pack(d) else 'folder'} not found")
+        if args.max_minutes is not None and args.max_minutes <= 0:
+            raise ConfigError(f"--max-minutes {args.max_minutes:g}: must be above 0")
         final = train(cfg, args.data, args.out, resume=args.resume, device=args.device,
-                      stop_at=args.stop_at, progress=not args.no_progress)
+                      stop_at=args.stop_at, max_minutes=args.max_minutes,
+                      progress=not args.no_progress)
     except (ConfigError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -267,13 +267,21 @@ def skip_step(state: TrainingState, buffers: dict[str, torch.Tensor], problem: s
     state.step += 1
 
 
+def out_of_time(deadline: float, dev: torch.device, reduce=None) -> bool:
+    """True once time.monotonic() passes `deadline` (on any rank, when `reduce` sums ranks)."""
+    if reduce is None:
+        return time.monotonic() >= deadline
+    return bool(reduce(torch.tensor([float(time.monotonic() >= deadline)], device=dev)) > 0)
+
+
 def train(
     cfg: RunConfig, data: list[str], out: str | Path, resume: bool = False, device: str = "auto",
-    stop_at: int | None = None, progress: bool = True,
+    stop_at: int | None = None, progress: bool = True, max_minutes: float | None = None,
 ) -> Path:
     """Train G and D on folders of aligned faces; returns the folder of the final EMA weights.
 
-    `stop_at` ends the run after that step (checkpoint written), as if it had been interrupted.
+    `stop_at` ends the run after that step (checkpoint written), as if it had been interrupted;
+    `max_minutes` likewise after the first step that ends past that many minutes of the loop.
     """
     dist = ddp.setup(device)
     dev = dist.device
@@ -324,6 +332,7 @@ def train(
         bar = tqdm(total=last, initial=state.step, unit="step", dynamic_ncols=True)
     bad = int(state.extra.get("bad_steps", 0))
     t_last, n_last = time.perf_counter(), 0
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     for batch in loader:
         step = state.step
         x = batch["lq"].to(dev, non_blocking=True)  # (B, 3, H, H) degraded
@@ -377,6 +386,9 @@ def train(
         update_ema(G_ema, G, ema_beta(batch_images, state.images_seen, tc.ema_half_life_images,
                                       tc.ema_rampup))
         n_last += batch_images
+        if deadline is not None and out_of_time(deadline, dev, reduce):
+            last = state.step  # log, validate and checkpoint this step as the run's last
+            say(dist, f"{max_minutes:g} minute(s) up at step {last}: checkpoint, then stop")
 
         if log is not None and (state.step % tc.log_every == 0 or state.step == last):
             now = time.perf_counter()
@@ -400,6 +412,8 @@ def train(
             elif dist.main:
                 save_checkpoint(ckpt, state)
             ddp.barrier(dist)
+        if state.step >= last:
+            break
     if bar is not None:
         bar.close()
 
