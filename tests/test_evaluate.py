@@ -18,26 +18,26 @@ from facemend.io import load_rgb
 RES = 64
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# 3 identities with 2 faces each, from the shipped test faces (their READMEs: sources, licence)
+CHOSEN = [("faces/john2_00.png", "kit_harington"), ("faces/kit_with_rose_00.png", "kit_harington"),
+          ("faces/obama1_00.png", "barack_obama"), ("faces/obama_and_biden_01.png", "barack_obama"),
+          ("faces/obama_and_biden_02.png", "joe_biden"), ("identities/biden_00.png", "joe_biden")]
+
+
 @pytest.fixture(scope="module")
-def faces(shared_data, tmp_path_factory) -> tuple[Path, Path]:
-    """A data folder of symlinks to 6 eval256 faces (3 identities, 2 each) and its labels.csv."""
-    src = shared_data / "celeba" / "eval256"
-    with (src / "labels.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    by_id: dict[str, list[dict]] = {}
-    for r in rows:
-        by_id.setdefault(r["identity"], []).append(r)
-    chosen = [r for ident in sorted(by_id)[:3] for r in by_id[ident][:2]]
+def faces(tmp_path_factory) -> tuple[Path, Path]:
+    """A data folder of symlinks to 6 shipped test faces (3 identities, 2 each) and labels.csv."""
     root = tmp_path_factory.mktemp("faces")
     data = root / "data"
     data.mkdir()
-    for r in chosen:
-        (data / r["file"]).symlink_to(src / r["file"])
+    for rel, _ in CHOSEN:
+        (data / Path(rel).name).symlink_to(FIXTURES / rel)
     labels = root / "labels.csv"
     with labels.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "identity", "extra"])
-        w.writerows([[r["file"], r["identity"], "ignored"] for r in chosen])
+        w.writerows([[Path(rel).name, ident, "ignored"] for rel, ident in CHOSEN])
     return data, labels
 
 

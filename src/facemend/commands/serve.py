@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"error: {e.name} is not installed; pip install 'facemend[web]'", file=sys.stderr)
         return 2
+    from facemend.inference.api import MAX_SAMPLES
     from facemend.models.pretrained import WeightsError
     from facemend.web.study import StudyError, connect
-
-    from facemend.inference.api import MAX_SAMPLES
 
     if min(args.workers, args.max_samples, args.max_results) < 1 or args.max_queue < 0:
         print("error: --workers, --max-samples, --max-results must be >= 1, --max-queue >= 0",
