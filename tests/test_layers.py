@@ -1,4 +1,5 @@
-"""Modulated conv against a naive per-sample loop; demodulation keeps unit variance."""
+"""Layers against their equations written literally: modulated conv (reference and fused forms)
+against a per-sample loop, down convs against conv-then-pool; demodulation keeps unit variance."""
 
 from __future__ import annotations
 
@@ -65,18 +66,29 @@ def test_assert_shape_rejects_mismatch() -> None:
         raise AssertionError(f"{bad} accepted")
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("B", [1, 2])
 @pytest.mark.parametrize("grad", [True, False])
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_down_conv_equals_conv_then_average_pool(k: int, grad: bool) -> None:
+def test_down_conv_equals_conv_then_average_pool(k: int, grad: bool, B: int,
+                                                 channels_last: bool) -> None:
     torch.manual_seed(k)
     conv = EqualConv2d(5, 7, k, down=True, activate=True, gain=0.7)
     with torch.no_grad():
         conv.bias.normal_()
-    x = torch.randn(2, 5, 12, 12)
+    x = torch.randn(B, 5, 12, 12)
+    if channels_last:
+        conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     ref = F.avg_pool2d(F.conv2d(x, conv.weight * conv.scale, conv.bias, padding=k // 2), 2)
     ref = F.leaky_relu(ref, 0.2) * (2**0.5) * 0.7
     with torch.set_grad_enabled(grad):
-        torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-5)
+        y = conv(x)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    if grad:  # the folded kernel's gradient is conv-then-pool's
+        (g,) = torch.autograd.grad((y * ref.detach()).sum(), conv.weight)
+        (want,) = torch.autograd.grad((ref * ref.detach()).sum(), conv.weight)
+        torch.testing.assert_close(g, want, atol=1e-4, rtol=1e-4)
 
 
 def test_fold_down_kernel_hand_worked() -> None:
@@ -87,22 +99,74 @@ def test_fold_down_kernel_hand_worked() -> None:
                                one_d[:, None] * one_d[None, :])
 
 
-@pytest.mark.parametrize("up", [False, True])
-def test_modulated_conv_batch_of_one_folds_bias_and_gain(up: bool) -> None:
+# (up, transposed, kernel, demodulate): plain 3x3, bilinear-up 3x3, transposed-up 3x3, ToRGB 1x1
+LAYOUTS = {"plain": (False, False, 3, True), "bilinear": (True, False, 3, True),
+           "transposed": (True, True, 3, True), "to_rgb": (False, False, 1, False)}
+TOL = {"atol": 1e-5, "rtol": 1e-5}  # float32 rounding of two orders of the same sums
+
+
+def _modconv_case(layout: str, B: int, channels_last: bool):
     torch.manual_seed(2)
-    conv = ModulatedConv2d(6, 5, style_dim=7, up=up)
+    up, transposed, k, demod = LAYOUTS[layout]
+    conv = ModulatedConv2d(6, 5, style_dim=7, kernel_size=k, demodulate=demod, up=up,
+                           transposed=transposed)
     with torch.no_grad():
-        conv.affine.bias.normal_()
-    x, w, bias = torch.randn(3, 6, 8, 8), torch.randn(3, 7), torch.randn(5)
+        conv.affine.bias.normal_()  # non-trivial styles
+    x, w, bias = torch.randn(B, 6, 8, 8), torch.randn(B, 7), torch.randn(5)
+    if channels_last:  # as model_restorer runs G: NHWC activations and weights
+        conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return conv, x, w, bias
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_modconv_forms_equal_the_per_sample_loop_in_inference(layout: str, B: int,
+                                                              channels_last: bool) -> None:
+    """Reference (any batch) and fused (each sample alone) against the literal equation."""
+    conv, x, w, bias = _modconv_case(layout, B, channels_last)
     ref = (naive_modconv(conv, x, w) + bias.reshape(1, -1, 1, 1)) * 1.3
-    batched = conv(x, w, bias=bias, gain=1.3)  # input-scaling path
-    ones = torch.cat([conv(x[b : b + 1], w[b : b + 1], bias=bias, gain=1.3) for b in range(3)])
-    with torch.no_grad():  # in-place variants
-        ones_ng = torch.cat([conv(x[b : b + 1], w[b : b + 1], bias=bias, gain=1.3)
-                             for b in range(3)])
-        batched_ng = conv(x, w, bias=bias, gain=1.3)
-    for got in (batched, ones, ones_ng, batched_ng):
-        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # in-place updates on this path
+        got = {"reference": conv(x, w, bias=bias, gain=1.3, fused=False),
+               "fused": torch.cat([conv(x[b : b + 1], w[b : b + 1], bias=bias, gain=1.3,
+                                        fused=True) for b in range(B)])}
+    for form, y in got.items():
+        assert y.shape == ref.shape, form
+        torch.testing.assert_close(y, ref, **TOL, msg=lambda m, f=form: f"{f}: {m}")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_fused_modconv_equals_reference_in_training(layout: str, channels_last: bool) -> None:
+    """Batch of one under autograd: outputs and the gradients of every input and parameter."""
+    conv, x, w, bias = _modconv_case(layout, 1, channels_last)
+    size = 16 if LAYOUTS[layout][0] else 8
+    target = torch.randn(1, 5, size, size)
+    results = []
+    for fused in (False, True):
+        conv.zero_grad()
+        xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, bias))
+        y = conv(xg, wg, bias=bg, gain=1.3, fused=fused)
+        (y * target).sum().backward()
+        grads = [xg.grad, wg.grad, bg.grad] + [p.grad.clone() for p in conv.parameters()]
+        results.append((y.detach(), grads))
+    (ref, ref_grads), (got, got_grads) = results
+    torch.testing.assert_close(got, ref, **TOL)
+    for a, b in zip(got_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_by_default_only_for_one_untraced_sample() -> None:
+    conv, x, w, bias = _modconv_case("bilinear", 3, False)
+    with torch.no_grad():
+        one, ref_one = (conv(x[:1], w[:1], bias=bias, fused=f) for f in (True, False))
+        assert not torch.equal(one, ref_one)  # the two forms round apart, so they can be told
+        torch.testing.assert_close(conv(x[:1], w[:1], bias=bias), one, rtol=0, atol=0)
+        torch.testing.assert_close(conv(x, w, bias=bias), conv(x, w, bias=bias, fused=False),
+                                   rtol=0, atol=0)
+        with pytest.raises(AssertionError, match="batch of one"):
+            conv(x, w, fused=True)
 
 
 @pytest.mark.parametrize("grad", [True, False])
@@ -133,7 +197,7 @@ def test_transposed_upsampling_keeps_a_constant_image_constant() -> None:
     torch.testing.assert_close(y[..., 2:-2, 2:-2], torch.full((1, 1, 12, 12), 0.7))
 
 
-def test_inference_cache_follows_in_place_weight_updates() -> None:
+def test_inference_sees_in_place_weight_updates() -> None:
     torch.manual_seed(6)
     conv = EqualConv2d(4, 6, 3, down=True, activate=True)
     x = torch.randn(1, 4, 8, 8)
