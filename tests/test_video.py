@@ -9,14 +9,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("av")
 
+from conftest import tiny_generator  # noqa: E402
 from facemend.bench.clips import clip_frames, write_clip  # noqa: E402
 from facemend.cli import main  # noqa: E402
-from facemend.config import ModelConfig  # noqa: E402
 from facemend.inference.api import FaceRestorer  # noqa: E402
 from facemend.inference.flicker import flicker, frames_of  # noqa: E402
 from facemend.inference.video import Audio, Frame, VideoReader  # noqa: E402
@@ -26,35 +25,25 @@ from facemend.inference.video_restore import (  # noqa: E402
     restore_video,
 )
 from facemend.models.generator import Generator  # noqa: E402
-from facemend.models.pretrained import save_pretrained  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "examples" / "photos" / "john2.jpg"  # one face
 SIZE = (160, 120)
 
 
-def tiny_generator() -> Generator:
-    """A tiny random 32-px model whose noise is switched on (strength 0.5)."""
-    torch.manual_seed(0)
-    G = Generator(ModelConfig(resolution=32, channel_base=256, max_channels=16, latent_dim=16,
-                              num_skips=1, codebook_size=8))
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("strength"):
-                p.fill_(0.5)
-    return G
+def noisy_generator() -> Generator:
+    """The tests' tiny random model with its noise on (strength 0.5)."""
+    return tiny_generator(0.5)
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("weights")
-    save_pretrained(tiny_generator(), out)
-    return out
+def weights(noisy_weights: Path) -> Path:
+    return noisy_weights
 
 
 @pytest.fixture(scope="module")
 def restorer() -> FaceRestorer:
-    return FaceRestorer(model=tiny_generator(), identity=False)
+    return FaceRestorer(model=noisy_generator(), identity=False)
 
 
 @pytest.fixture(scope="module")
