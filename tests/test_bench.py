@@ -54,6 +54,9 @@ def test_bench_quick_tiny_writes_json_and_markdown(tmp_path: Path) -> None:
     photo = r["restore_e2e"]["kit_with_rose.jpg"]
     assert photo["faces"] == 2 and {"detect_ms", "align_ms", "restore_ms", "paste_ms"} <= set(photo)
     assert photo["plain_faces"] == 2 and photo["speedup"] > 0
+    clip = r["video"]["3 faces"]
+    assert clip["frames"] == 8 and clip["size"] == "1280x720" and clip["frames_per_s"] > 0
+    assert clip["tracks"] >= 1 and clip["photo_ms_per_face"] > 0
     assert "| default |" in md.read_text()
 
 

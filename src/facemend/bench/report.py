@@ -66,6 +66,16 @@ def to_markdown(result: dict) -> str:
                      "`detection_plan` chooses, face-shaped masks, faces at their own size) "
                      "beside the plain one (full HOG pyramid, square mask, the model's output "
                      "at its size), each the best of 3, alternating, in the same run.")
+    video = result.get("video")
+    if video and "skipped" not in video:
+        lines += ["", "| clip | size | frames | tracks | frames/s | photo pipeline ms/frame "
+                  "| photo pipeline ms/face |", "|---|---|---:|---:|---:|---:|---:|"]
+        for label, v in video.items():
+            lines.append(f"| {label} | {v['size']} | {v['frames']} | {v['tracks']} | "
+                         f"{v['frames_per_s']} | {v['photo_ms_per_frame']} | "
+                         f"{v['photo_ms_per_face']} |")
+        lines.append("- `facemend restore CLIP` (tracking, detection every 5th frame) on "
+                     "synthetic clips; the photo pipeline restores 4 of the same frames alone.")
     mem = result.get("memory_6000x4000_30faces")
     if mem:
         lines.append("")

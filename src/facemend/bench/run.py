@@ -31,7 +31,7 @@ ALL_MODELS = ("default", "paper-512", bm.PAPER_BILINEAR, "GFPGANv1Clean", "CodeF
               "onnx:default")
 QUICK_MODELS = ("default", "paper-512", "onnx:default")
 BF16_MODELS = ("paper-512", "GFPGANv1Clean")
-PARTS = ("roofline", "bf16", "train", "rss", "e2e", "memory")
+PARTS = ("roofline", "bf16", "train", "rss", "e2e", "video", "memory")
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,41 @@ def _restore_e2e(entries: list[bm.Entry], repeats: int = 3) -> dict:
     return out
 
 
+VIDEO_CLIPS = {"1 face": "obama1.jpg", "3 faces": "obama_and_biden.jpg"}
+
+
+def _video(entries: list[bm.Entry], frames: int, size: tuple[int, int] = (1280, 720)) -> dict:
+    """Frames/s of `facemend restore CLIP` with the `default` model on synthetic 720p clips
+    (an example photo panned, zoomed and re-compressed: bench/clips.py), one face and three,
+    beside the per-face time of the photo pipeline on the same frames restored one by one."""
+    from facemend.bench.clips import clip_frames, write_clip
+    from facemend.inference.api import FaceRestorer
+    from facemend.inference.video_restore import VideoOptions, restore_video
+    from facemend.io import load_rgb
+
+    entry = next((e for e in entries if e.name == "default"), None)
+    if entry is None or entry.module is None:
+        return {"skipped": "the default torch model is not among the benchmarked models"}
+    restorer = FaceRestorer(model=entry.module, identity=False)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="facemend-bench-video-") as tmp:
+        for label, photo in VIDEO_CLIPS.items():
+            clip = clip_frames(load_rgb(memory.EXAMPLES / photo), frames, size)
+            src = write_clip(Path(tmp) / f"{Path(photo).stem}.mp4", clip)
+            t = time.perf_counter()
+            res = restore_video(restorer, src, Path(tmp) / "out.mp4", VideoOptions(),
+                                progress=False)
+            video_s = time.perf_counter() - t
+            t = time.perf_counter()
+            faces = sum(len(restorer.enhance(f).faces) for f in clip[:4])
+            photo_s = (time.perf_counter() - t) / 4
+            out[label] = {"size": f"{size[0]}x{size[1]}", "frames": res.frames,
+                          "tracks": res.tracks, "frames_per_s": round(res.frames / video_s, 2),
+                          "photo_ms_per_frame": round(1000 * photo_s, 1),
+                          "photo_ms_per_face": round(4000 * photo_s / max(faces, 1), 1)}
+    return out
+
+
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = _log) -> dict:
     """Run the benchmark and return the JSON-ready result."""
     if opts.threads is not None:
@@ -207,6 +242,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = _log) -> dict:
     if "e2e" not in opts.skip:
         log("end-to-end restore of examples/photos")
         result["restore_e2e"] = _restore_e2e(entries)
+    if "video" not in opts.skip:
+        log("video: 720p clips with one face and with three")
+        result["video"] = _video(entries, 8 if opts.quick else 48)
     if "memory" not in opts.skip:
         model = "default" if opts.quick else "paper-512"
         log(f"memory: 6000x4000 photo, 30 faces, {model} (child process)")
