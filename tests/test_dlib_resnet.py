@@ -24,14 +24,15 @@ from facemend.faces import (  # noqa: E402
 from facemend.faces.dlib_resnet import default_model_path  # noqa: E402
 from facemend.io import load_rgb, to_tensor  # noqa: E402
 
-PEOPLE = "wild/people/face_recognition"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PEOPLE = FIXTURES / "people"  # MIT photos (its README)
 # (file, person): small enough for a fast HOG pass; obama2/biden use dlib's pyramid (scale > 2)
 PHOTOS = [
-    ("tests__test_images__obama.jpg", "obama"),
-    ("tests__test_images__obama2.jpg", "obama"),
-    ("examples__knn_examples__train__biden__biden2.jpg", "biden"),
-    ("examples__knn_examples__train__alex_lacamoire__img1.jpg", "alex"),
-    ("examples__knn_examples__train__rose_leslie__img1.jpg", "rose"),
+    ("obama.jpg", "obama"),
+    ("obama2.jpg", "obama"),
+    ("biden2.jpg", "biden"),
+    ("alex_lacamoire1.jpg", "alex"),
+    ("rose_leslie1.jpg", "rose"),
 ]
 
 
@@ -47,11 +48,11 @@ def dlib_tools() -> dict:
 
 
 @pytest.fixture(scope="module")
-def photo_faces(shared_data: Path, dlib_tools: dict) -> list[tuple[str, np.ndarray, object]]:
+def photo_faces(dlib_tools: dict) -> list[tuple[str, np.ndarray, object]]:
     """(person, image, 5-point shape of the largest face) for each photo in PHOTOS."""
     out = []
     for name, person in PHOTOS:
-        img = load_rgb(shared_data / PEOPLE / name)
+        img = load_rgb(PEOPLE / name)
         dets = dlib_tools["detector"](img, 0)
         assert len(dets), name
         out.append((person, img, dlib_tools["landmarks"](img, max(dets, key=lambda r: r.area()))))
@@ -85,14 +86,12 @@ def test_net_alone_matches_dlib_on_its_chips(photo_faces: list, dlib_tools: dict
     assert np.abs(port - ref).max() < 1e-4
 
 
-def test_embed_aligned_separates_identities(shared_data: Path) -> None:
-    folder = shared_data / "celeba" / "eval256"
-    rows = [line.split(",")[:2] for line in (folder / "labels.csv").read_text().splitlines()[1:]]
-    by_id: dict[str, list[str]] = {}
-    for file, ident in rows:
-        by_id.setdefault(ident, []).append(file)
-    pairs = [files[:2] for files in by_id.values() if len(files) >= 2][:4]
-    x = torch.cat([to_tensor(load_rgb(folder / f)) for pair in pairs for f in pair])  # (8, 3, H, W)
+def test_embed_aligned_separates_identities() -> None:
+    # three people, two aligned faces each (tests/fixtures: the MIT example photos)
+    pairs = [("faces/john2_00.png", "faces/kit_with_rose_00.png"),
+             ("faces/obama1_00.png", "faces/obama_and_biden_01.png"),
+             ("faces/obama_and_biden_02.png", "identities/biden_00.png")]
+    x = torch.cat([to_tensor(load_rgb(FIXTURES / f)) for pair in pairs for f in pair])  # (6, ...)
     with torch.no_grad():
         e = embed_aligned(x).view(len(pairs), 2, 128)
     same = (e[:, 0] - e[:, 1]).norm(dim=-1)
@@ -155,8 +154,8 @@ def _run_embed(argv: list[str]) -> int:
     return embed_cmd.run(parser.parse_args(argv))
 
 
-def test_embed_command(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    folder = shared_data / PEOPLE
+def test_embed_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = PEOPLE
     obama, obama2 = folder / PHOTOS[0][0], folder / PHOTOS[1][0]
     rose = folder / PHOTOS[4][0]
     assert _run_embed([str(obama), str(obama2), "--compare", "--upsample", "0"]) == 0
