@@ -68,8 +68,8 @@ def test_train_command_takes_repeated_config(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "faces").mkdir()
     rc = main(["train", "--config", str(a), "--config", str(b), "--data", str(tmp_path / "faces"),
                "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
-    assert rc == 2 and f"{b}: unknown config key 'train.stepz'" in out
+    err = capsys.readouterr().err  # train's errors go to stderr
+    assert rc == 2 and f"{b}: unknown config key 'train.stepz'" in err
     assert not (tmp_path / "run").exists()
 
 
