@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import facemend.training.loop as loop
+import facemend.training.phases as phases
 from facemend.cli import main
 from facemend.config import ModelConfig, RunConfig, load_config
 from facemend.io import load_torch_state
@@ -115,7 +115,7 @@ def test_training_killed_midrun_resumes_to_the_same_result(faces: Path, tmp_path
 def nan_l1_from(steps: set[int] | int):
     """An l1_loss that returns NaN at the given call numbers (a set), or from call N on."""
     calls = {"n": 0}
-    real = loop.l1_loss
+    real = phases.l1_loss
 
     def l1(fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n, calls["n"] = calls["n"], calls["n"] + 1
@@ -127,7 +127,7 @@ def nan_l1_from(steps: set[int] | int):
 
 def test_transient_nan_steps_are_skipped_without_trace(faces: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop, "l1_loss", nan_l1_from({2, 3}))
+    monkeypatch.setattr(phases, "l1_loss", nan_l1_from({2, 3}))
     cfg = load_config(RunConfig, TINY, [*FAST, "train.steps=6", "train.ckpt_every=6"])
     final = train(cfg, [str(faces)], tmp_path / "run", progress=False)
     log = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -140,7 +140,7 @@ def test_transient_nan_steps_are_skipped_without_trace(faces: Path, tmp_path: Pa
 
 def test_repeated_nan_stops_and_keeps_the_last_good_checkpoint(
         faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop, "l1_loss", nan_l1_from(3))
+    monkeypatch.setattr(phases, "l1_loss", nan_l1_from(3))
     cfg = load_config(RunConfig, TINY, [*FAST, "train.steps=20", "train.ckpt_every=1",
                                         "train.max_bad_steps=3"])
     with pytest.raises(TrainingDivergedError, match="3 non-finite losses in a row") as e:
