@@ -75,3 +75,19 @@ def test_bad_arrays_and_options_are_one_line_errors(restorer, weights, bad) -> N
         facemend.FaceRestorer(weights, identity=False, identity_guard=0.5)
     with pytest.raises(ValueError, match="finite"):
         facemend.FaceRestorer(weights, identity=False, noise_scale=float("nan"))
+
+
+def test_smallest_face_trades_small_faces_for_speed(weights: Path) -> None:
+    import cv2
+
+    photo = load_rgb(PHOTO)  # its face is ~283 px across
+    small = cv2.resize(photo, (photo.shape[1] * 2 // 5, photo.shape[0] * 2 // 5),
+                       interpolation=cv2.INTER_AREA)  # the face ~113 px
+    canvas = np.full((2000, 3000, 3), 235, np.uint8)  # 113 / 3000 < 1/20 of the longer side
+    canvas[900:900 + small.shape[0], 1400:1400 + small.shape[1]] = small
+    default = facemend.FaceRestorer(weights, identity=False)
+    every = facemend.FaceRestorer(weights, identity=False, smallest_face=0)
+    assert default.enhance(canvas, upsample=0).faces == []
+    assert len(every.enhance(canvas, upsample=0).faces) == 1
+    with pytest.raises(ValueError, match="smallest_face"):
+        facemend.FaceRestorer(weights, identity=False, smallest_face=1.5)

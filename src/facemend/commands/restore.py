@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-identity", action="store_true",
                    help="skip the identity similarity (faster)")
     p.add_argument("--detector", choices=["hog", "cnn", "haar"], default="hog")
+    p.add_argument("--smallest-face", type=float, default=1 / 20, metavar="F",
+                   help="HOG: look for faces down to F x the photo's longer side (default 0.05; "
+                   "the detector then scans a reduced copy, 2x faster on large photos); 0 = "
+                   "every face the detector can find (group photos with small faces)")
     p.add_argument("--upsample", type=int, default=None,
                    help="detector upsampling (default: 2 for photos under 800 px, else 1)")
     p.add_argument("--no-colour-match", action="store_true", help="skip the colour match")
@@ -255,6 +259,7 @@ def _load_restorer(args: argparse.Namespace):
         args.weights, backend=args.backend, onnx=args.onnx, device=args.device,
         noise_scale=args.noise_scale, seed=args.seed, identity=not args.no_identity,
         identity_guard=args.identity_guard, detector=args.detector,
+        smallest_face=args.smallest_face,
         colour_match=not args.no_colour_match, detail=not args.no_detail,
         batch_size=args.batch_size,
     )

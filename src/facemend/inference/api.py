@@ -125,6 +125,7 @@ class FaceRestorer:
         identity: bool = True,
         identity_guard: float | None = None,
         detector: str = "hog",
+        smallest_face: float = 1 / 20,
         colour_match: bool = True,
         detail: bool = True,
         face_shaped_mask: bool = True,
@@ -134,7 +135,11 @@ class FaceRestorer:
             raise ValueError("identity_guard needs the identity similarity (identity=True)")
         if noise_scale is not None and not np.isfinite(noise_scale):
             raise ValueError(f"noise_scale={noise_scale}: must be a finite number")
-        self.settings = {"detector": detector, "colour_match": colour_match, "detail": detail,
+        if not 0 <= smallest_face < 1:
+            raise ValueError(f"smallest_face={smallest_face}: must be in [0, 1) (a fraction of "
+                             "the photo's longer side; 0 = every face the detector can find)")
+        self.settings = {"detector": detector, "smallest_face": smallest_face,
+                         "colour_match": colour_match, "detail": detail,
                          "face_shaped_mask": face_shaped_mask, "identity_guard": identity_guard}
         if backend == "onnx":
             from facemend.inference.onnx_backend import OnnxBackendError, onnx_restorer
@@ -212,7 +217,8 @@ class FaceRestorer:
             call = model_restorer(self.G, noise_scale=scale, seed=seed or 0, device=self.device)
         res: PhotoResult = restore_photo(
             img, _finite_output(call), self.size,
-            detect=DetectOptions(detector=self.settings["detector"], upsample=upsample),
+            detect=DetectOptions(detector=self.settings["detector"], upsample=upsample,
+                                 smallest_face=self.settings["smallest_face"]),
             only_center_face=only_center_face, face_index=face_index, upscale=upscale,
             aligned=aligned, batch_size=self.batch_size, samples=samples,
             identity_fn=self.identity_fn, identity_guard=self.settings["identity_guard"],

@@ -156,7 +156,8 @@ def restore_video(
         2 if max(reader.width, reader.height) < 800 else 1)
     s = restorer.settings
     detect = DetectOptions(detector=s["detector"], upsample=up,
-                           landmarks68=bool(s["face_shaped_mask"]))
+                           landmarks68=bool(s["face_shaped_mask"]),
+                           smallest_face=s.get("smallest_face", DetectOptions.smallest_face))
     track = options.track if options.temporal else TrackOptions(detect_every=1, smooth=False)
     tracker = FaceTracker(detect, track, seed=options.seed)
     seeded = (TrackNoise(restorer.G, restorer.noise_scale, restorer.device)
