@@ -24,7 +24,7 @@ class OnnxBackendError(RuntimeError):
     """An ONNX file or runtime that cannot be used; the message names the file and the fix."""
 
 
-def _session(path: Path, threads: int | None) -> Any:
+def _runtime(path: Path, threads: int | None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -51,8 +51,8 @@ class OnnxRestorer:
         self.path = Path(path)
         if not self.path.is_file():
             raise OnnxBackendError(f"{self.path}: no such ONNX file (facemend export --onnx ...)")
-        self.session = _session(self.path, threads)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.runtime = _runtime(self.path, threads)
+        meta = self.runtime.get_modelmeta().custom_metadata_map
         if META_PREFIX + "resolution" not in meta:
             raise OnnxBackendError(f"{self.path}: not a facemend export (no facemend metadata)")
         try:
@@ -63,7 +63,7 @@ class OnnxRestorer:
         except (KeyError, ValueError, TypeError):
             raise OnnxBackendError(f"{self.path}: incomplete or unreadable facemend metadata "
                                    "(re-export it with `facemend export --onnx`)") from None
-        _check_signature(self.path, self.session, self.size, len(self.noise_shapes))
+        _check_signature(self.path, self.runtime, self.size, len(self.noise_shapes))
         if noise_scale is None:
             noise_scale = 0.0 if self.noise_mode == "zero" else 1.0
         if self.noise_mode == "zero" and noise_scale != 0:
@@ -74,7 +74,7 @@ class OnnxRestorer:
             )
         self.noise_scale = float(noise_scale)
         self.generator = torch.Generator().manual_seed(seed)
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_names = [i.name for i in self.runtime.get_inputs()]
 
     def make_noise(self, batch: int) -> list[torch.Tensor]:
         """eps for one call: drawn as `Generator.make_noise` draws it, times noise_scale."""
@@ -92,18 +92,18 @@ class OnnxRestorer:
         for name, e in zip(self.input_names[1:], noise, strict=True):
             assert e.shape[0] == B, (name, tuple(e.shape))
             feeds[name] = _numpy(e)
-        (y,) = self.session.run(["y"], feeds)
+        (y,) = self.runtime.run(["y"], feeds)
         return torch.from_numpy(y)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x, self.make_noise(x.shape[0]))
 
 
-def _check_signature(path: Path, session: Any, size: int, n_noise: int) -> None:
+def _check_signature(path: Path, runtime: Any, size: int, n_noise: int) -> None:
     """OnnxBackendError unless the graph takes x (B, 3, size, size) and n_noise noise inputs
     and returns y."""
-    inputs = session.get_inputs()
-    outputs = [o.name for o in session.get_outputs()]
+    inputs = runtime.get_inputs()
+    outputs = [o.name for o in runtime.get_outputs()]
     x = inputs[0] if inputs else None
     ok = (x is not None and x.name == "x" and len(inputs) == 1 + n_noise and "y" in outputs
           and len(x.shape) == 4

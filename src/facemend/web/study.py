@@ -15,7 +15,7 @@ machine and the server never opens paths derived from a request. Method names ne
 page: options are served by (trial, position).
 
 Raters: only the raters the study file lists can vote. `create_study(raters=...)` (and later
-`add_raters`) issues each one a name and an unguessable token (`secrets.token_urlsafe`, 128 bits);
+`add_raters`) gives each one a name and an unguessable token (`secrets.token_urlsafe`, 128 bits);
 the rater's personal link carries the token, and the server knows the rater only by it
 (`rater_for_token`), never by a name a client sends. Votes: (rater, trial, position, method, UTC
 time), one per rater and trial: a second vote is rejected (`DuplicateVoteError`), the first answer
