@@ -21,7 +21,7 @@ import numpy as np
 
 from facemend.degradations import blur, degrade, jpeg_compress
 from facemend.inference.api import FaceRestorer
-from facemend.inference.detail import resize
+from facemend.inference.detail import resize_uint8
 from facemend.io import load_rgb
 from facemend.metrics.detail import fine_detail_energy
 from facemend.metrics.psnr_ssim import psnr, ssim
@@ -64,8 +64,7 @@ def main() -> None:
     for i, f in enumerate(files):
         hq = load_rgb(f)
         for S in args.sizes:
-            clean = hq if hq.shape[0] == S else np.rint(resize(hq, S)).clip(0, 255).astype(
-                np.uint8)
+            clean = hq if hq.shape[0] == S else resize_uint8(hq, S)
             e_clean = detail_energy(clean)
             for name, x in inputs_for(clean, i, S).items():
                 rows.setdefault((S, name, "input"), []).append(score(x, clean, e_clean))
@@ -74,7 +73,7 @@ def main() -> None:
                         continue
                     y = r.enhance(x, aligned=True).image
                     if y.shape != x.shape:  # the plain rule answers at the model's size
-                        y = np.rint(resize(y, S)).clip(0, 255).astype(np.uint8)
+                        y = resize_uint8(y, S)
                     rows.setdefault((S, name, key), []).append(score(y, clean, e_clean))
     table = {f"{S}|{name}|{key}": {m: float(np.mean([v[m] for v in vals])) for m in vals[0]}
              for (S, name, key), vals in rows.items()}

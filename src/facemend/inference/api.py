@@ -94,9 +94,9 @@ def resize_face(img: np.ndarray, size: int | None) -> np.ndarray:
     """An (S, S, 3) uint8 face at size x size (area down, Lanczos up); as is for None."""
     if size is None or img.shape[:2] == (size, size):
         return img
-    from facemend.inference.detail import resize
+    from facemend.inference.detail import resize_uint8
 
-    return np.rint(resize(img, size)).clip(0, 255).astype(np.uint8)
+    return resize_uint8(img, size)
 
 
 class FaceRestorer:

@@ -43,15 +43,22 @@ CHANGE_RATIO_HIGH = 0.8
 MAD_TO_SIGMA = 1.4826  # sigma of a Gaussian from its median absolute deviation
 
 
-def resize(img: np.ndarray, size: int) -> np.ndarray:
-    """(s, s, C) float32 -> (size, size, C): area average down, Lanczos up (both anti-aliased)."""
+def resize(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """(h, w, C) float32 -> (size, size, C), or (h', w', C) for size = (w', h'): area average
+    when the image shrinks, Lanczos when it grows (both anti-aliased)."""
     import cv2
 
-    if img.shape[0] == size and img.shape[1] == size:
+    w, h = (size, size) if isinstance(size, int) else size
+    if img.shape[0] == h and img.shape[1] == w:
         return img.astype(np.float32, copy=False)
-    interp = cv2.INTER_AREA if size < img.shape[0] else cv2.INTER_LANCZOS4
-    out = cv2.resize(np.asarray(img, np.float32), (size, size), interpolation=interp)
-    return out.reshape(size, size, *img.shape[2:])
+    interp = cv2.INTER_AREA if w * h < img.shape[0] * img.shape[1] else cv2.INTER_LANCZOS4
+    out = cv2.resize(np.asarray(img, np.float32), (w, h), interpolation=interp)
+    return out.reshape(h, w, *img.shape[2:])
+
+
+def resize_uint8(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """`resize`, rounded and clipped to a uint8 image."""
+    return np.rint(resize(img, size)).clip(0, 255).astype(np.uint8)
 
 
 def grey(img: np.ndarray) -> np.ndarray:
@@ -70,10 +77,11 @@ def octave_energies(g: np.ndarray) -> tuple[float, float]:
 
 def degradation_signs(x_H: np.ndarray, y_H: np.ndarray) -> tuple[float, float]:
     """(blur, damage), each in [0, 1]: signs (a) and (b) of the module doc."""
-    e0, e1 = octave_energies(grey(x_H))
+    g = grey(x_H)
+    e0, e1 = octave_energies(g)
     s = e0 / max(e1, 1e-6)  # ~1.3 for a sharp face, lower the more it is blurred
     blurred = (OCTAVE_RATIO_SHARP - s) / (OCTAVE_RATIO_SHARP - OCTAVE_RATIO_BLURRED)
-    q = float(np.mean((grey(y_H) - grey(x_H)) ** 2)) / max(e0, 1e-6)
+    q = float(np.mean((grey(y_H) - g) ** 2)) / max(e0, 1e-6)
     damaged = (q - CHANGE_RATIO_LOW) / (CHANGE_RATIO_HIGH - CHANGE_RATIO_LOW)
     return float(np.clip(blurred, 0.0, 1.0)), float(np.clip(damaged, 0.0, 1.0))
 

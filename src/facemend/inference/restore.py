@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from facemend.inference.align import affine_scale, align_face, warp_face
-from facemend.inference.detail import resize, transfer_detail
+from facemend.inference.align import affine_scale, alignment_matrix, warp_face
+from facemend.inference.detail import resize, resize_uint8, transfer_detail
 from facemend.inference.detect import DetectOptions, Face, detect_faces, select_faces
 from facemend.inference.mask import paste_mask
 from facemend.inference.paste import (
@@ -205,12 +205,16 @@ def _aligned_input(img: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     if (h, w) != (size, size):
         interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LANCZOS4
         crop = np.clip(cv2.resize(img, (size, size), interpolation=interp), 0, 255)
+    return crop.astype(np.uint8), _aligned_matrix(h, w, size)
+
+
+def _aligned_matrix(h: int, w: int, size: int) -> np.ndarray:
+    """(2, 3) transform from an (h, w) aligned face to its (size, size) resized copy."""
     fx, fy = size / w, size / h
-    m = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5]])
-    return crop.astype(np.uint8), m
+    return np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5]])
 
 
-def _finish_face(f: FaceResult, o: np.ndarray, size: int, aligned: bool, detail: bool,
+def _finish_face(f: FaceResult, o: np.ndarray, aligned: bool, detail: bool,
                  colour_match: bool, masks: tuple[np.ndarray, np.ndarray],
                  colour_target: ColourTarget | None = None) -> np.ndarray:
     """The restored (S, S, 3) uint8 face from the model's (H, H, 3) output `o` (guard applied):
@@ -276,7 +280,7 @@ def restore_photo(
         side = max(h, w) if detail else size
         crop_S, _ = _aligned_input(img, side)
         crop_H = _aligned_input(crop_S, size)[0] if side != size else crop_S
-        m = _aligned_input(img, size)[1]
+        m = _aligned_matrix(h, w, size)
         faces.append(FaceResult(0, (0.0, 0.0, float(w), float(h)), np.zeros((5, 2), np.float32),
                                 m, float(np.sqrt(h * w)), crop_S, model_crop=crop_H))
     else:
@@ -288,12 +292,12 @@ def restore_photo(
         timings["detect"] = time.perf_counter() - t
         t = time.perf_counter()
         for f in chosen:
-            crop_H, m = align_face(img, f.landmarks5, size, robust=robust_alignment)
+            m = alignment_matrix(f.landmarks5, size, robust=robust_alignment)
             source = size / affine_scale(m)
             S = face_output_size(source, upscale, size, max_face_size) if detail else size
-            crop_S = warp_face(img, scale_matrix(m, S / size), S) if size != S else crop_H
-            if size < S:  # the model sees the face at S brought down to H, anti-aliased
-                crop_H = np.rint(resize(crop_S, size)).clip(0, 255).astype(np.uint8)
+            crop_S = warp_face(img, scale_matrix(m, S / size), S)
+            # the model sees the face at S brought down to H, anti-aliased
+            crop_H = resize_uint8(crop_S, size) if size < S else crop_S
             faces.append(FaceResult(rank[id(f)], f.box, f.landmarks5, m, source, crop_S,
                                     model_crop=crop_H, landmarks68=f.landmarks68))
         timings["align"] = time.perf_counter() - t
@@ -305,6 +309,12 @@ def restore_photo(
         canvases = [canvas] + [canvas.copy() for _ in range(samples - 1)]
         del canvas  # the list owns the canvases, so each can be released after conversion
         timings["paste"] += time.perf_counter() - t
+    masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per face: (at H, at S)
+    for f in faces:
+        S = f.cropped.shape[0]
+        lm68 = f.landmarks68 if face_shaped_mask and not aligned else None
+        masks[id(f)] = (paste_mask(size, f.matrix, lm68),
+                        paste_mask(S, scale_matrix(f.matrix, S / size), lm68))
     for start in range(0, len(faces), batch_size):
         batch = faces[start : start + batch_size]
         for k in range(samples):
@@ -316,10 +326,7 @@ def restore_photo(
             t = time.perf_counter()
             for f, o, s0, s1, a in zip(batch, out, sim, sim_final, actions, strict=True):
                 S = f.cropped.shape[0]
-                lm68 = f.landmarks68 if face_shaped_mask and not aligned else None
-                masks = (paste_mask(size, f.matrix, lm68),
-                         paste_mask(S, scale_matrix(f.matrix, S / size), lm68))
-                o = _finish_face(f, o, size, aligned, detail, colour_match, masks,
+                o = _finish_face(f, o, aligned, detail, colour_match, masks[id(f)],
                                  colour_target)
                 f.restored.append(o)
                 f.identity.append(s0)
@@ -328,11 +335,11 @@ def restore_photo(
                 if not aligned:
                     m_out = output_matrix(scale_matrix(f.matrix, S / size), img.shape,
                                           canvases[k].shape)
-                    paste_face(canvases[k], o, m_out, masks[1])
+                    paste_face(canvases[k], o, m_out, masks[id(f)][1])
             timings["paste"] += time.perf_counter() - t
     if aligned:  # at the input's own size; the plain rule (no detail) at the model's
         h, w = img.shape[:2]
-        images = [o if o.shape[:2] == (h, w) or not detail else _resize_to(o, (w, h))
+        images = [o if o.shape[:2] == (h, w) or not detail else resize_uint8(o, (w, h))
                   for o in faces[0].restored]
     else:  # one float canvas at a time is turned into uint8 and released (peak memory)
         images = []
@@ -340,10 +347,3 @@ def restore_photo(
             images.append(canvas_to_uint8(canvases.pop(0)))
     return PhotoResult(faces, images, timings)
 
-
-def _resize_to(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
-    """(h, w, 3) uint8 resized to cv2 size (w', h'), area down / Lanczos up."""
-    import cv2
-
-    interp = cv2.INTER_AREA if wh[0] * wh[1] < img.shape[0] * img.shape[1] else cv2.INTER_LANCZOS4
-    return np.clip(cv2.resize(img, wh, interpolation=interp), 0, 255).astype(np.uint8)
