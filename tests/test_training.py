@@ -201,6 +201,31 @@ def test_init_from_refuses_another_architecture(faces: Path, tmp_path: Path) -> 
             train(other, [str(faces)], tmp_path / key, progress=False)
 
 
+def test_feature_matching_run_exports_d_and_a_new_run_starts_d_from_it(
+    faces: Path, tmp_path: Path
+) -> None:
+    from facemend.training.checkpoint import DISCRIMINATOR_FILE, export_ema
+
+    cfg = cfg_with("train.steps=2", "train.alpha=0.1", "train.feature_matching_weight=1")
+    train(cfg, [str(faces)], tmp_path / "a", progress=False)
+    log = [json.loads(ln) for ln in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    fm = [r["loss_fm"] for r in log if "loss_fm" in r]
+    assert len(fm) == 2 and all(0 < v < float("inf") for v in fm)
+    ckpt = load_file(tmp_path / "a" / "checkpoints" / "latest.safetensors")
+    export_ema(tmp_path / "a" / "checkpoints" / "latest.safetensors", tmp_path / "w")
+    saved = load_file(tmp_path / "w" / DISCRIMINATOR_FILE)
+    assert saved and all(torch.equal(v, ckpt[f"D/{k}"]) for k, v in saved.items())
+    # with D's lr at 0 the new run's D stays what it started from: the exported one
+    cont = cfg_with("train.steps=1", "train.alpha=0.1", "train.lr_d=0",
+                    f"train.init_from={tmp_path / 'w'}", f"train.init_d_from={tmp_path / 'w'}")
+    train(cont, [str(faces)], tmp_path / "b", progress=False)
+    after = load_file(tmp_path / "b" / "checkpoints" / "latest.safetensors")
+    assert all(torch.equal(after[f"D/{k}"], v) for k, v in saved.items())
+    with pytest.raises(CheckpointError, match="no discriminator weights"):
+        train(cfg_with("train.steps=1", f"train.init_d_from={tmp_path / 'a'}"), [str(faces)],
+              tmp_path / "c", progress=False)
+
+
 @pytest.mark.parametrize("face_weight, expected", [
     (0.1, "dlib face-feature loss stands in"),
     (0.0, "no perceptual loss is used"),

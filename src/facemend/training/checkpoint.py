@@ -175,7 +175,8 @@ def load_checkpoint(path: str | Path, state: TrainingState, map_location: str = 
 
 
 def export_ema(path: str | Path, out: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write the EMA generator of a training checkpoint as a weights folder (save_pretrained)."""
+    """Write the EMA generator of a training checkpoint as a weights folder (save_pretrained),
+    with the discriminator beside it (DISCRIMINATOR_FILE, for train.init_d_from)."""
     from facemend.config import RunConfig, from_dict
     from facemend.models.generator import Generator
     from facemend.models.pretrained import save_pretrained
@@ -185,15 +186,14 @@ def export_ema(path: str | Path, out: str | Path, meta: dict[str, Any] | None = 
     G_ema = Generator(cfg.model)
     try:
         with safe_open(str(path), framework="pt") as f:
-            names = [k for k in f.keys() if k.startswith("G_ema/")]  # noqa: SIM118
-            sub = {k[len("G_ema/"):]: f.get_tensor(k) for k in names}
+            names = list(f.keys())
+            sub = {k[len("G_ema/"):]: f.get_tensor(k) for k in names if k.startswith("G_ema/")}
+            d_sub = {k[len("D/"):]: f.get_tensor(k) for k in names if k.startswith("D/")}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({e})") from None
     load_state_into(G_ema, sub, f"{path} [G_ema]")
     info = {"steps": header["step"], "images_seen": header["images_seen"], **(meta or {})}
     save_pretrained(G_ema.eval(), out, meta=info)
-    with safe_open(str(path), framework="pt") as f:
-        d_sub = {k[len("D/"):]: f.get_tensor(k) for k in f.keys() if k.startswith("D/")}  # noqa: SIM118
     if d_sub:  # so that a run on another machine can continue with this D (train.init_d_from)
         atomic_write_bytes(Path(out) / DISCRIMINATOR_FILE, save(d_sub, metadata={
             "facemend": json.dumps({"format": "facemend-discriminator", "format_version": 1,
