@@ -157,7 +157,7 @@ def restore_video(
     s = restorer.settings
     detect = DetectOptions(detector=s["detector"], upsample=up,
                            landmarks68=bool(s["face_shaped_mask"]),
-                           smallest_face=s.get("smallest_face", DetectOptions.smallest_face))
+                           smallest_face=s["smallest_face"])
     track = options.track if options.temporal else TrackOptions(detect_every=1, smooth=False)
     tracker = FaceTracker(detect, track, seed=options.seed)
     seeded = (TrackNoise(restorer.G, restorer.noise_scale, restorer.device)
