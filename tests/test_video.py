@@ -144,7 +144,7 @@ def test_colour_follows_the_track_not_each_frame(photo: np.ndarray, tmp_path: Pa
     frames = [np.clip(f.astype(np.int16) + (6 if i % 2 else -6), 0, 255).astype(np.uint8)
               for i, f in enumerate(clip_frames(photo, 12, SIZE, motion=0.0))]
     clip = write_clip(tmp_path / "pulse.mp4", frames)
-    settings = {"detector": "hog", "colour_match": True, "detail": False,
+    settings = {"detector": "hog", "smallest_face": 1 / 20, "colour_match": True, "detail": False,
                 "face_shaped_mask": True, "identity_guard": None}
     plain = SimpleNamespace(model=lambda x: x, size=64, batch_size=4, identity_fn=None,
                             settings=settings)
