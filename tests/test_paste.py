@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -47,9 +48,38 @@ def test_identity_paste_leaves_photo_unchanged(kit, detail: bool) -> None:
         x0, y0, x1, y1 = (int(v) for v in f.box)
         assert psnr(out[y0:y1, x0:x1], img[y0:y1, x0:x1]) > 35.0
     changed = np.any(out != img, axis=-1)
+    if detail:  # only the restoration's change is pasted, and it changed nothing
+        assert not changed.any()
+        return
     ys, xs = np.nonzero(changed)
     # nothing outside the faces' regions changes
     assert changed.mean() < 0.25 and xs.min() > 20 and ys.max() < 0.7 * img.shape[0]
+
+
+def test_pasting_a_change_adds_it_under_the_mask(kit) -> None:
+    img, crops, mats = kit
+    canvas = img.astype(np.float32)
+    m_out = output_matrix(mats[0], img.shape, img.shape)
+    source = crops[0].astype(np.float32)
+    face = np.clip(source + 20.0, 0, 255)  # a change of +20 wherever the crop is below 235
+    mask = face_mask(512)
+    box = paste_face(canvas, face, m_out, mask, source=source)
+    x0, y0, x1, y1 = box
+    added = canvas - img.astype(np.float32)
+    outside = np.ones(img.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.all(added[outside] == 0)
+    centre = np.rint(np.linalg.solve(m_out[:, :2], np.array([256, 256]) - m_out[:, 2]))
+    cx, cy = int(centre[0]), int(centre[1])
+    # where the mask is 1 and the photo is not near white, exactly the change is added
+    patch = added[cy - 5 : cy + 5, cx - 5 : cx + 5]
+    bright = img[cy - 5 : cy + 5, cx - 5 : cx + 5] > 230
+    assert np.allclose(patch[~bright], 20.0, atol=0.5)
+    # a mask given at a quarter of the face's size pastes alike (it is smooth)
+    again = img.astype(np.float32)
+    small = cv2.resize(mask, (128, 128), interpolation=cv2.INTER_AREA)
+    paste_face(again, face, m_out, small, source=source)
+    assert np.abs(again - canvas).max() < 1.0
 
 
 def test_identity_paste_at_upscale_2_matches_upscaled_background(kit) -> None:

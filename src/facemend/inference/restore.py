@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from facemend.inference.align import affine_scale, alignment_matrix, warp_face
+from facemend.inference.align import affine_scale, alignment_matrix, scale_matrix, warp_face
 from facemend.inference.detail import resize, resize_uint8, transfer_detail
 from facemend.inference.detect import DetectOptions, Face, detect_faces, select_faces
 from facemend.inference.mask import paste_mask
@@ -189,13 +189,6 @@ def face_output_size(source_size: float, upscale: float, H: int,
     return int(np.clip(round(source_size * upscale), H, max(H, max_size)))
 
 
-def scale_matrix(m: np.ndarray, factor: float) -> np.ndarray:
-    """(2, 3) photo -> crop transform for the same crop sampled `factor` times finer."""
-    out = np.asarray(m, np.float64) * factor
-    out[:, 2] += 0.5 * factor - 0.5  # pixel centres: c' = (c + 0.5) * factor - 0.5
-    return out
-
-
 def _aligned_input(img: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """An already aligned face resized to (size, size, 3), and its (2, 3) photo -> crop M."""
     import cv2
@@ -215,11 +208,10 @@ def _aligned_matrix(h: int, w: int, size: int) -> np.ndarray:
 
 
 def _finish_face(f: FaceResult, o: np.ndarray, aligned: bool, detail: bool,
-                 colour_match: bool, masks: tuple[np.ndarray, np.ndarray],
+                 colour_match: bool, mask_H: np.ndarray,
                  colour_target: ColourTarget | None = None) -> np.ndarray:
     """The restored (S, S, 3) uint8 face from the model's (H, H, 3) output `o` (guard applied):
     colour-matched at H, then the model's change carried to S (`detail.transfer_detail`)."""
-    mask_H, _ = masks
     if not aligned and colour_match:
         target = (None if colour_target is None
                   else colour_target(f.index, colour_stats(f.model_crop, mask_H)))
@@ -265,7 +257,9 @@ def restore_photo(
     replaces the face, at `size`. With `aligned`, img is one aligned face, returned at its own
     size (no detection, colour match or paste). Faces are restored in batches of `batch_size`
     and pasted one at a time over the background upscaled by `upscale`, through a face-shaped
-    mask from the 68 landmarks (`face_shaped_mask`) or a feathered square. `given_faces` (e.g.
+    mask from the 68 landmarks (`face_shaped_mask`) or a feathered square; with `detail` only
+    their change to the input crop is pasted, so a face the restoration leaves as it was keeps
+    the photo's own pixels. `given_faces` (e.g.
     faces tracked through a video) are restored instead of detecting faces; `colour_target`
     maps a face's index and its input's colour statistics (`paste.colour_stats`) to those its
     restoration is matched to (e.g. averaged along a track).
@@ -309,12 +303,10 @@ def restore_photo(
         canvases = [canvas] + [canvas.copy() for _ in range(samples - 1)]
         del canvas  # the list owns the canvases, so each can be released after conversion
         timings["paste"] += time.perf_counter() - t
-    masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per face: (at H, at S)
+    masks: dict[int, np.ndarray] = {}  # per face at H: colour statistics, pasting at S
     for f in faces:
-        S = f.cropped.shape[0]
         lm68 = f.landmarks68 if face_shaped_mask and not aligned else None
-        masks[id(f)] = (paste_mask(size, f.matrix, lm68),
-                        paste_mask(S, scale_matrix(f.matrix, S / size), lm68))
+        masks[id(f)] = paste_mask(size, f.matrix, lm68)
     for start in range(0, len(faces), batch_size):
         batch = faces[start : start + batch_size]
         for k in range(samples):
@@ -335,7 +327,8 @@ def restore_photo(
                 if not aligned:
                     m_out = output_matrix(scale_matrix(f.matrix, S / size), img.shape,
                                           canvases[k].shape)
-                    paste_face(canvases[k], o, m_out, masks[id(f)][1])
+                    paste_face(canvases[k], o, m_out, masks[id(f)],
+                               source=f.cropped if detail else None)
             timings["paste"] += time.perf_counter() - t
     if aligned:  # at the input's own size; the plain rule (no detail) at the model's
         h, w = img.shape[:2]
