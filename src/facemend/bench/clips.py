@@ -7,6 +7,7 @@ that went through several encoders), then encoded as video; the sound is a sine 
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,16 @@ def clip_frames(photo: np.ndarray, frames: int, size: tuple[int, int], motion: f
 
 def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 24, *,
                tone_hz: float | None = 440.0, sample_rate: int = 16000,
-               pix_fmt: str = "yuv420p", rotation: int = 0, codec: str | None = None) -> Path:
+               pix_fmt: str = "yuv420p", rotation: int = 0, codec: str | None = None,
+               times: list[Fraction] | None = None) -> Path:
     """Encode RGB frames (and a sine tone) into `path`; the container follows its suffix.
 
     rotation: display rotation (counter-clockwise degrees) stored in the stream, the pixels
     being stored rotated the other way, so that a player shows the frames as given.
+    times: each frame's time in seconds (a variable frame rate; the last frame lasts as long as
+    the gap before it), stored in 1/90000 s where the container allows (Matroska keeps ms) and
+    in display order (no B-frames), so that the file states its frame times and duration
+    plainly; default: frame i at i / fps.
     """
     import av
 
@@ -61,7 +67,11 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 24, *,
     if rotation:
         frames = [np.ascontiguousarray(np.rot90(f, -(rotation // 90))) for f in frames]
     h, w = frames[0].shape[:2]
-    v = out.add_stream(vcodec, rate=fps)
+    tb = Fraction(1, fps)
+    v = out.add_stream(vcodec, rate=fps, options={"bf": "0"} if times else None)
+    if times:
+        tb = Fraction(1, 90000)
+        v.time_base = v.codec_context.time_base = tb
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
     if rotation:
         v.set_display_rotation(rotation)
@@ -69,14 +79,22 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 24, *,
     if tone_hz is not None:
         a = out.add_stream(acodec, rate=48000 if acodec == "libopus" else sample_rate,
                            layout="mono")
+    pts = [round(t / tb) for t in times] if times else list(range(len(frames)))
+    last = pts[-1] + (pts[-1] - pts[-2] if len(pts) > 1 else round(1 / (fps * tb)))
+
+    def mux_video(packets: list) -> None:
+        for p in packets:
+            if times and p.pts == pts[-1]:
+                p.duration = last - pts[-1]  # shown until the end of the clip
+            out.mux(p)
+
     for i, f in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=pix_fmt)
-        frame.pts = i
-        for p in v.encode(frame):
-            out.mux(p)
+        frame.pts, frame.time_base = pts[i], tb
+        mux_video(v.encode(frame))
     if a is not None:
         rate = a.codec_context.sample_rate
-        n = round(len(frames) / fps * rate)
+        n = round(last * tb * rate)
         tone = 0.3 * np.sin(2 * np.pi * tone_hz * np.arange(n) / rate)
         fmt = a.codec_context.format.name
         chunk = a.codec_context.frame_size or 1024
@@ -89,7 +107,6 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 24, *,
                 out.mux(p)
         for p in a.encode(None):
             out.mux(p)
-    for p in v.encode(None):
-        out.mux(p)
+    mux_video(v.encode(None))
     out.close()
     return path

@@ -84,6 +84,10 @@ class VideoReader:
         self.frames = int(self.video.frames or 0)
         if not self.frames and self.video.duration and self.video.time_base:
             self.frames = round(float(self.video.duration * self.video.time_base * self.fps))
+        self.stated_end: float | None = None  # where the stream says its last frame ends (s)
+        if self.video.duration and self.video.time_base:
+            start = self.video.start_time or 0
+            self.stated_end = float((start + self.video.duration) * self.video.time_base)
         self.frames_read = 0
 
     def items(self) -> Iterator[Frame | Audio]:
@@ -113,6 +117,12 @@ class VideoReader:
         if not self.frames_read:
             raise VideoError(f"{self.path}: no video frames in this file")
 
+    def end_after(self, last: float) -> float | None:
+        """When the frame shown at time `last` (the last one) ends, as the stream states it;
+        None where it states none, or an end that is not within 4 frame times after `last`."""
+        end = self.stated_end
+        return end if end is not None and last < end <= last + 4 / float(self.fps) else None
+
     def close(self) -> None:
         self.container.close()
 
@@ -138,7 +148,11 @@ def even_size(width: int, height: int) -> tuple[int, int]:
 
 
 class VideoWriter:
-    """An MP4 being written: H.264 video at the given timestamps, the reader's sound copied."""
+    """An MP4 being written: H.264 video at the given timestamps, the reader's sound copied.
+
+    The last frame lasts until the end given to `close` (by default as long as the gap before
+    it), so that the clip's duration is its input's also where the frame rate varies.
+    """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: Fraction,
                  time_base: Fraction, audio: Any = None, crf: int = 18) -> None:
@@ -157,6 +171,11 @@ class VideoWriter:
         v.codec_context.color_trc = 1
         v.codec_context.color_range = 1  # limited ("tv") range
         self.v = v
+        self.first_pts: int | None = None
+        self.last_pts: int | None = None
+        self.first_dts: int | None = None
+        self.last_gap = max(round(1 / (fps * time_base)), 1)  # in time_base
+        self.pending: Any = None  # the newest video packet, muxed once its duration is known
         self.a = self.encoder = self.resampler = None
         self.audio_note: str | None = None
         if audio is not None:
@@ -180,8 +199,21 @@ class VideoWriter:
         frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709",
                                dst_color_range="MPEG", threads=1)
         frame.pts, frame.time_base = pts, self.time_base
+        if self.last_pts is not None and pts > self.last_pts:
+            self.last_gap = pts - self.last_pts
+        if self.first_pts is None:
+            self.first_pts = pts
+        self.last_pts = pts
         for p in self.v.encode(frame):
-            self.out.mux(p)
+            self._mux_video(p)
+
+    def _mux_video(self, packet: Any) -> None:
+        """Mux the packet held back, hold this one (the last packet's duration is set last)."""
+        if self.pending is not None:
+            self.out.mux(self.pending)
+        elif self.first_dts is None:
+            self.first_dts = packet.dts
+        self.pending = packet
 
     def copy_audio(self, packet: Any) -> None:
         """Copy one sound packet (or decode and re-encode it where MP4 needs that)."""
@@ -196,10 +228,25 @@ class VideoWriter:
                 for p in self.encoder.encode(r):
                     self.out.mux(p)
 
-    def close(self) -> None:
-        """Flush the encoders and finish the file (playable from here on)."""
+    def close(self, end: int | None = None) -> None:
+        """Flush the encoders and finish the file (playable from here on); the last frame ends
+        at `end` (in time_base; default: one gap after it)."""
         for p in self.v.encode(None):
-            self.out.mux(p)
+            self._mux_video(p)
+        if self.pending is not None:
+            assert self.last_pts is not None
+            if end is None or end <= self.last_pts:
+                end = self.last_pts + self.last_gap
+            # x264 gives packets no duration, and MP4 would take the last one's (in decoding
+            # order) from the frame rate. The stream's length is the span of its decoding times
+            # plus that duration: set so that it runs from the first frame's time to `end`
+            p = self.pending
+            if None not in (p.dts, self.first_dts, self.first_pts):
+                duration = (end - self.first_pts) - (p.dts - self.first_dts)
+                if duration > 0:
+                    p.duration = duration
+            self.out.mux(self.pending)
+            self.pending = None
         if self.encoder is not None:
             for p in self.encoder.encode(None):
                 self.out.mux(p)

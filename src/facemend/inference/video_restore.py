@@ -142,9 +142,11 @@ def restore_video(
 ) -> VideoResult:
     """Restore the faces of clip `src` into the MP4 `dst` with a `FaceRestorer`.
 
-    Frame rate, timestamps and size are the input's (size x upscale, rounded up to even; fps
-    re-times the frames evenly); the sound is copied. `on_frame(i)` is called after frame i is
-    encoded. Raises VideoError for a clip that cannot be read, VideoInterrupted on Ctrl-C.
+    Frame rate, timestamps (also where they are unevenly spaced) and size are the input's (size
+    x upscale, rounded up to even; fps re-times the frames evenly), and the last frame ends
+    where the input says its last frame ends (else one gap after it); the sound is copied.
+    `on_frame(i)` is called after frame i is encoded. Raises VideoError for a clip that cannot
+    be read, VideoInterrupted on Ctrl-C.
     """
     from tqdm import tqdm
 
@@ -196,6 +198,7 @@ def restore_video(
                 out["writer"] = open_writer(rgb)
             t = f.index / fps if options.fps else _on_grid(f.time, fps, tick)
             out["writer"].write(rgb, round(t * CLOCK.denominator))
+            out["last"] = t
             result.frames += 1
             bar.update(1)
             if on_frame is not None:
@@ -225,7 +228,8 @@ def restore_video(
         raise
     bar.close()
     result.notes = list(dict.fromkeys(result.notes + reader.notes))
-    _finish(out, reader, dst)
+    end = result.frames / fps if options.fps else reader.end_after(out["last"])
+    _finish(out, reader, dst, None if end is None else round(end * CLOCK.denominator))
     result.tracks = tracker.next_id
     return result
 
@@ -238,8 +242,10 @@ def _on_grid(t: float, fps: Fraction, tick: float) -> float:
     return on if abs(t - on) <= max(tick, 1e-6) else t
 
 
-def _finish(out: dict[str, Any], reader: VideoReader, keep: Path | None) -> None:
-    """Close both files; rename the temporary output to `keep`, or delete it."""
+def _finish(out: dict[str, Any], reader: VideoReader, keep: Path | None,
+            end: int | None = None) -> None:
+    """Close both files (the output's last frame ending at `end`, in CLOCK ticks; default:
+    one frame gap after it); rename the temporary output to `keep`, or delete it."""
     reader.close()
     if "tmp" not in out:
         return
@@ -247,7 +253,7 @@ def _finish(out: dict[str, Any], reader: VideoReader, keep: Path | None) -> None
     try:
         if writer is None:
             raise OSError("no writer")
-        writer.close()
+        writer.close(end)
     except Exception:  # noqa: BLE001 - a half-written file is deleted below anyway
         keep = None
     if keep is None:
