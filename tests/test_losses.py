@@ -15,6 +15,7 @@ from facemend.losses import (
     discriminator_loss,
     feature_matching,
     generator_loss,
+    gradient_variance,
     l1_loss,
     r1_penalty,
     rand_translation,
@@ -28,6 +29,8 @@ from facemend.vgg19 import (
     VGG19WeightsMissingError,
     load_vgg19,
 )
+
+FACES = Path(__file__).resolve().parent / "fixtures" / "faces"
 
 
 def test_adversarial_losses_at_known_logits() -> None:
@@ -166,12 +169,13 @@ def test_generator_loss_weights_each_term_of_eq7() -> None:
     from facemend.config import TrainConfig
 
     tc = TrainConfig(l1_weight=0.5, alpha=0.1, vq_beta=0.25, feature_matching_weight=2.0,
-                     identity_weight=0.3, face_perceptual_weight=0.0, lambda_p=1.0)
+                     identity_weight=0.3, face_perceptual_weight=0.0, lambda_p=1.0,
+                     gradient_variance_weight=100.0)
     one = torch.tensor(1.0)
     terms = {"loss_l1": one * 2, "loss_vq": one * 4, "loss_adv": one * 10, "loss_fm": one * 3,
-             "loss_id": one * 1, "loss_face": one * 7}
-    # 0.5*2 + 0.25*4 + 0.1*10 + 2*3 + 0.3*1 + 0*7 = 9.3
-    assert generator_loss(terms, tc).item() == pytest.approx(9.3)
+             "loss_id": one * 1, "loss_face": one * 7, "loss_gv": one * 0.01}
+    # 0.5*2 + 0.25*4 + 0.1*10 + 2*3 + 0.3*1 + 0*7 + 100*0.01 = 10.3
+    assert generator_loss(terms, tc).item() == pytest.approx(10.3)
     assert generator_loss({"loss_l1": one}, tc).item() == pytest.approx(0.5)  # missing terms: 0
     with pytest.raises(AssertionError):
         generator_loss({"loss_l1": one, "loss_typo": one}, tc)
@@ -197,3 +201,31 @@ def test_paired_diff_augment_gives_a_face_and_its_ground_truth_the_same_draw() -
                             torch.Generator().manual_seed(3))
     assert not torch.equal(unpaired[:4], unpaired[4:])
     assert not torch.equal(both[0], both[1])  # still random per face
+
+
+def test_gradient_variance_of_a_ramp_by_hand() -> None:
+    # grey ramp I = a*x on one 8 x 8 tile: Sobel/8 gives d/dx = a inside and a/2 on the two
+    # replicate-padded border columns, d/dy = 0; the unbiased variance of 48 a's and 16 a/2's
+    # is (48 (a/8)^2 + 16 (3a/8)^2) / 63 = a^2 / 21, so the MSE over (x, y) is (a^2/21)^2 / 2
+    a = 0.1
+    ramp = (a * torch.arange(8.0)).expand(1, 3, 8, 8)
+    flat = torch.zeros(1, 3, 8, 8)
+    assert gradient_variance(ramp, flat).item() == pytest.approx(a**4 / 882, rel=1e-5)
+    assert gradient_variance(ramp.transpose(2, 3), flat).item() == pytest.approx(a**4 / 882,
+                                                                                 rel=1e-5)
+    assert gradient_variance(ramp + 0.3, ramp).item() < 1e-15  # brightness is not detail
+
+
+def test_gradient_variance_prefers_a_shifted_detail_to_its_blur() -> None:
+    from facemend.io import load_rgb, to_tensor
+
+    face = to_tensor(load_rgb(FACES / "john2_00.png"))  # (1, 3, 128, 128) in [-1, 1]
+    k = torch.exp(-torch.arange(-3.0, 4.0) ** 2 / 2)
+    k = (k / k.sum()).view(1, 1, 1, 7).expand(3, 1, 1, 7)
+    blurred = torch.nn.functional.conv2d(face, k, padding=(0, 3), groups=3)
+    blurred = torch.nn.functional.conv2d(blurred, k.transpose(2, 3), padding=(3, 0), groups=3)
+    y, shifted, blurred = face[..., :120], face[..., 1:121], blurred[..., :120]  # 1 px shift
+    # L1 rates the one-pixel shift worse than a blur of sigma 1; the gradient variance rates
+    # it far better (its tiles keep their texture energy)
+    assert l1_loss(shifted, y) > l1_loss(blurred, y)
+    assert gradient_variance(shifted, y) < 0.2 * gradient_variance(blurred, y)

@@ -141,6 +141,7 @@ class TrainConfig:
     face_perceptual_weight: float = 0.1  # offline dlib-ResNet feature loss (used without VGG19)
     identity_weight: float = 0.1  # 1 - cos(emb(G(x)), emb(y)) with the dlib ResNet
     feature_matching_weight: float = 0.0  # L1 between D's block features of G(x) and y
+    gradient_variance_weight: float = 0.0  # per-tile Sobel-gradient variance vs y (detail)
     vq_beta: float = 0.25  # commitment weight (eq. 3, second term)
     r1_gamma: float = 0.0  # lazy R1 on real images; 0 = off
     r1_interval: int = 16

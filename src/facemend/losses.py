@@ -27,6 +27,27 @@ def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output - target).abs().mean()
 
 
+def gradient_variance(output: torch.Tensor, target: torch.Tensor, patch: int = 8) -> torch.Tensor:
+    """Gradient-variance loss (Abrahamyan et al. 2022): MSE between the per-patch variances of
+    the grey images' Sobel gradients (x and y), on non-overlapping `patch` x `patch` tiles.
+
+    L1 is minimised by the blurred mean of the plausible faces; this term asks each tile to have
+    as much edge and texture energy as the ground truth's, wherever it is placed, so a sharp,
+    slightly shifted detail costs less than its blur. (B, 3, H, W) in [-1, 1] -> scalar.
+    """
+    assert output.shape == target.shape and output.shape[-1] % patch == 0, output.shape
+    sobel = output.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+    kernels = torch.stack([sobel, sobel.t()])[:, None]  # (2, 1, 3, 3): d/dx, d/dy
+
+    def tile_variance(img: torch.Tensor) -> torch.Tensor:
+        grey = img.float().mean(dim=1, keepdim=True)  # (B, 1, H, W)
+        grad = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
+        tiles = F.unfold(grad, patch, stride=patch)  # (B, 2 * patch^2, T)
+        return tiles.view(grad.shape[0], 2, patch * patch, -1).var(dim=2)  # (B, 2, T)
+
+    return F.mse_loss(tile_variance(output), tile_variance(target))
+
+
 def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder 2018): mean over the batch of ||d D(y) / d y||^2; caller scales by gamma/2.
 
@@ -210,10 +231,12 @@ def generator_loss(terms: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Ten
     """Eq. 7: L_G = alpha * L_adv + L1 + lambda_p * L_percep + beta * L_VQ, weighted by `tc`.
 
     `terms` holds whichever of loss_l1, loss_vq, loss_adv (eq. 9), loss_percep (eq. 10, VGG19)
-    were computed, plus facemend's offline terms: loss_fm (D feature matching), loss_face
-    (dlib-ResNet feature perceptual) and loss_id (identity). A missing term counts 0.
+    were computed, plus facemend's offline terms: loss_fm (D feature matching), loss_gv
+    (gradient variance), loss_face (dlib-ResNet feature perceptual) and loss_id (identity). A
+    missing term counts 0.
     """
     weights = {"loss_l1": tc.l1_weight, "loss_vq": tc.vq_beta, "loss_adv": tc.alpha,
+               "loss_gv": tc.gradient_variance_weight,
                "loss_percep": tc.lambda_p, "loss_fm": tc.feature_matching_weight,
                "loss_face": tc.face_perceptual_weight, "loss_id": tc.identity_weight}
     unknown = set(terms) - set(weights)

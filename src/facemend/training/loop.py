@@ -40,7 +40,7 @@ from facemend.training.checkpoint import (
 )
 from facemend.training.ema import ema_beta, update_ema
 from facemend.training.phases import (
-    discriminator_phase,
+    adversarial_phase,
     generator_phase,
     native_bf16,
     r1_phase,
@@ -158,23 +158,26 @@ def start_state(state: TrainingState, cfg: RunConfig, ckpt: Path, resume: bool,
 
 
 def wrap_modules(G: Generator, D: Discriminator, tc, dist: ddp.Dist) -> tuple[torch.nn.Module, ...]:
-    """(G_train, D_train, D_gen, D_reg): G and D as each phase calls them.
+    """(G_train, D_train, D_reg): G and D as each phase calls them.
 
-    G_train / D_train carry DDP's gradient sync (and torch.compile with train.compile); the G
-    phase's frozen D (D_gen) has no DDP hooks, since it takes no step there; R1 (D_reg) stays
-    eager, since compiled graphs have no double backward.
+    G_train / D_train carry DDP's gradient sync (and torch.compile with train.compile); R1
+    (D_reg) stays eager, since compiled graphs have no double backward. D's weights are put in
+    channels_last, the layout its inputs come in (`adversarial_phase`).
     """
+    D.to(memory_format=torch.channels_last)
     G_train: torch.nn.Module = G
     D_train: torch.nn.Module = D
     if dist.enabled:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         G_train = DDP(G, device_ids=ids, broadcast_buffers=False)
         D_train = DDP(D, device_ids=ids, broadcast_buffers=False)
-    D_gen: torch.nn.Module = D
     D_reg: torch.nn.Module = D_train
     if tc.compile:  # the same modules, traced and fused by inductor (DESIGN §6: 1.3-2.3x on CPU)
-        G_train, D_train, D_gen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
-    return G_train, D_train, D_gen, D_reg
+        # D's graph is backpropagated twice (L_G, then L_D: the loop's retain_graph), which
+        # compiled backward functions allow only without donated buffers
+        torch._functorch.config.donated_buffer = False
+        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
+    return G_train, D_train, D_reg
 
 
 def skip_step(state: TrainingState, buffers: dict[str, torch.Tensor], problem: str,
@@ -236,7 +239,9 @@ def train(
                           optimizers={"G": opt_g, "D": opt_d}, extra={})
     ckpt = out / CKPT
     start_state(state, cfg, ckpt, resume, dist)
-    G_train, D_train, D_gen, D_reg = wrap_modules(G, D, tc, dist)
+    G_train, D_train, D_reg = wrap_modules(G, D, tc, dist)
+    g_params = [p for p in G.parameters() if p.requires_grad]
+    d_params = [p for p in D.parameters() if p.requires_grad]
     reduce = ddp.all_reduce_sum if dist.enabled else None
     if tc.amp == "bf16" and not native_bf16(dev):
         say(dist, f"note: train.amp=bf16 on {dev}, which has no native bf16: expect it to be many "
@@ -284,22 +289,22 @@ def train(
         buffers = {k: b.clone() for k, b in G.named_buffers()}
         G.update_codebooks(y, vq_gen, reduce)
 
-        D.requires_grad_(False)  # Gmain: D frozen
-        fake, losses = generator_phase(G_train, D_gen, x, y, gen, aug_gen, adv, percep, face_loss,
-                                       cfg, dev)
-        D.requires_grad_(True)
-        loss_g = generator_loss(losses, tc)
-        if adv:
-            loss_d, d_terms = discriminator_phase(D_train, y, fake, aug_gen, cfg, dev)
-            losses.update(d_terms)
+        fake, g_terms = generator_phase(G_train, x, y, gen, percep, face_loss, cfg, dev)  # Gmain
+        d_terms: dict[str, torch.Tensor] = {}
+        if adv:  # Gmain's adversarial terms and Dmain from one D pass
+            adv_terms, d_terms = adversarial_phase(D_train, fake, y, aug_gen, cfg, dev)
+            g_terms.update(adv_terms)
+        loss_g = generator_loss(g_terms, tc)
+        losses = {**g_terms, **d_terms}
         problem = None if all_finite(list(losses.values()), reduce) else "loss"
         if problem is None:  # backward both phases, then step only if every gradient is finite
             opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
+            # L_G into G only (D frozen for Gmain), L_D into D only (G(x) detached for Dmain)
+            torch.autograd.backward(loss_g, inputs=g_params, retain_graph=adv)
             norms = [clip(G, tc.grad_clip)]
             if adv:
                 opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
+                torch.autograd.backward(d_terms["loss_d"], inputs=d_params)
                 if tc.r1_gamma > 0 and step % tc.r1_interval == 0:  # Dreg
                     losses["loss_r1"] = r1_phase(D_reg, y, tc)
                 norms.append(clip(D, tc.grad_clip))
