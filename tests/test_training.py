@@ -244,3 +244,29 @@ def test_missing_vgg19_note_says_what_replaces_it(
     assert build_perceptual(cfg, dist.device, dist) is None
     err = capsys.readouterr().err
     assert "VGG perceptual term is off" in err and expected in err
+
+
+def test_a_checkpoint_older_than_a_model_option_resumes_at_its_default() -> None:
+    from facemend.config import ModelConfig, to_dict
+    from facemend.training.loop import model_differs
+
+    cfg = cfg_with().model
+    saved = to_dict(cfg)
+    assert model_differs(saved, cfg) == []
+    older = {k: v for k, v in saved.items() if k != "full_res_skip"}  # written before the option
+    assert cfg.full_res_skip == ModelConfig().full_res_skip
+    assert model_differs(older, cfg) == []
+    other = cfg_with(f"model.full_res_skip={str(not cfg.full_res_skip).lower()}").model
+    assert model_differs(older, other) == ["full_res_skip"]
+    assert model_differs({**saved, "max_channels": saved["max_channels"] * 2}, cfg) == [
+        "max_channels"]
+    assert model_differs({**saved, "gone": 1}, cfg) == ["gone"]  # an option this code lacks
+
+
+def test_resuming_with_another_model_is_refused_by_option(faces: Path, tmp_path: Path) -> None:
+    cfg = cfg_with("train.steps=2", "train.alpha=0")
+    train(cfg, [str(faces)], tmp_path / "run", progress=False, stop_at=1)
+    wider = cfg_with("train.steps=2", "train.alpha=0",
+                     f"model.max_channels={cfg.model.max_channels * 2}")
+    with pytest.raises(ValueError, match=r"differs from this run's \(max_channels\)"):
+        train(wider, [str(faces)], tmp_path / "run", progress=False, resume=True)

@@ -18,12 +18,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from facemend.config import RunConfig, to_dict, to_json
+from facemend.config import ModelConfig, RunConfig, to_dict, to_json
 from facemend.data import FaceFolder, worker_context
 from facemend.losses import (
     generator_loss,
@@ -36,6 +37,7 @@ from facemend.training.checkpoint import (
     TrainingState,
     load_checkpoint,
     load_discriminator,
+    read_header,
     save_checkpoint,
 )
 from facemend.training.ema import ema_beta, update_ema
@@ -129,6 +131,17 @@ def build_data(cfg: RunConfig, data: list[str], dev: torch.device
     return train_set, val_lq, val_hq
 
 
+def model_differs(saved: dict[str, Any], model: ModelConfig) -> list[str]:
+    """The model options in which a checkpoint's saved config and this run's differ.
+
+    An option the checkpoint does not name (it was written before the option existed) counts
+    as the default it had then, so such a run resumes unless this run sets another value.
+    """
+    current, default = to_dict(model), to_dict(ModelConfig())
+    return sorted(k for k in set(saved) | set(current)
+                  if saved.get(k, default.get(k)) != current.get(k))
+
+
 def start_state(state: TrainingState, cfg: RunConfig, ckpt: Path, resume: bool,
                 dist: ddp.Dist) -> None:
     """Fill `state` from the checkpoint (--resume), or start G from train.init_from and D from
@@ -138,11 +151,12 @@ def start_state(state: TrainingState, cfg: RunConfig, ckpt: Path, resume: bool,
     if resume:
         if not ckpt.is_file():
             raise FileNotFoundError(f"{ckpt}: nothing to resume (run without --resume first)")
+        saved = read_header(ckpt).get("extra", {}).get("config", {}).get("model")
+        if saved is not None and model_differs(saved, cfg.model):  # before loading tensors
+            raise ValueError(f"{ckpt}: the checkpoint's model config differs from this run's "
+                             f"({', '.join(model_differs(saved, cfg.model))}); resume with the "
+                             "same --config and model --set values")
         load_checkpoint(ckpt, state, map_location=str(dist.device))
-        saved = state.extra.get("config", {}).get("model")
-        if saved is not None and saved != to_dict(cfg.model):
-            raise ValueError(f"{ckpt}: the checkpoint's model config differs from this run's; "
-                             "resume with the same --config and model --set values")
         say(dist, f"resumed from {ckpt} at step {state.step}")
         return
     if ckpt.exists():
