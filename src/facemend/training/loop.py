@@ -152,10 +152,11 @@ def start_state(state: TrainingState, cfg: RunConfig, ckpt: Path, resume: bool,
         if not ckpt.is_file():
             raise FileNotFoundError(f"{ckpt}: nothing to resume (run without --resume first)")
         saved = read_header(ckpt).get("extra", {}).get("config", {}).get("model")
-        if saved is not None and model_differs(saved, cfg.model):  # before loading tensors
+        differs = [] if saved is None else model_differs(saved, cfg.model)
+        if differs:  # checked before any tensor is loaded
             raise ValueError(f"{ckpt}: the checkpoint's model config differs from this run's "
-                             f"({', '.join(model_differs(saved, cfg.model))}); resume with the "
-                             "same --config and model --set values")
+                             f"({', '.join(differs)}); resume with the same --config and model "
+                             "--set values")
         load_checkpoint(ckpt, state, map_location=str(dist.device))
         say(dist, f"resumed from {ckpt} at step {state.step}")
         return
