@@ -26,11 +26,13 @@ def grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
     return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
 
 
-@pytest.mark.parametrize("fm", [1.0, 0.0])
-def test_one_d_pass_gives_the_gradients_of_frozen_d_and_detached_fakes(fm: float) -> None:
+@pytest.mark.parametrize("fm, patch", [(1.0, 0), (0.0, 0), (1.0, 8)])
+def test_one_d_pass_gives_the_gradients_of_frozen_d_and_detached_fakes(
+    fm: float, patch: int
+) -> None:
     cfg = load_config(RunConfig, TINY, ["train.alpha=0.5", f"train.feature_matching_weight={fm}",
                                         "train.face_perceptual_weight=0",
-                                        "train.identity_weight=0"])
+                                        "train.identity_weight=0", f"model.d_patch_res={patch}"])
     torch.manual_seed(0)
     G, D = Generator(cfg.model), Discriminator(cfg.model)
     D.to(memory_format=torch.channels_last)

@@ -53,6 +53,10 @@ class ModelConfig:
     d_channel_base: int = 32768  # discriminator widths follow the same rule
     d_max_channels: int = 512
     mbstd_group: int = 4  # minibatch-stddev group size
+    # facemend's addition (not in the paper): a PatchGAN head beside D's global logit, one 1x1
+    # conv logit per position of D's block output at this resolution, so that D judges each
+    # region's texture as well as the whole face; 0 = the global logit only (StyleGAN2's D).
+    d_patch_res: int = 0
     # facemend's addition (not in the paper): output x + G(x), so that a new or briefly trained
     # model starts from its input instead of from grey; for small CPU training budgets.
     residual: bool = False
@@ -73,6 +77,10 @@ class ModelConfig:
             raise ConfigError(
                 f"model.num_skips={self.num_skips}: must be in [0, {self.max_skips}] at H={h}"
             )
+        if self.d_patch_res and (self.d_patch_res & (self.d_patch_res - 1)
+                                 or not 4 <= self.d_patch_res <= h // 2):
+            raise ConfigError(f"model.d_patch_res={self.d_patch_res}: must be 0 or a power of "
+                              f"two in [4, {h // 2}] at H={h}")
         if self.codebook_size < 1:
             raise ConfigError("model.codebook_size must be >= 1")
         if not 0.0 < self.vq_decay < 1.0:

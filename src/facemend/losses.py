@@ -17,9 +17,19 @@ from facemend.vgg19 import VGG19
 # Adversarial, reconstruction and VQ terms.
 
 
+def per_head_mean(values: torch.Tensor) -> torch.Tensor:
+    """A per-logit loss reduced per D head: (B,) or (B, 1) -> its mean; (B, 1 + P), D's global
+    logit and P patch logits -> mean of column 0 + mean of the rest. Each head counts as one
+    discriminator, as the scales of a multi-scale D do (pix2pixHD sums their losses)."""
+    if values.ndim == 1 or values.shape[1] == 1:
+        return values.mean()
+    return values[:, 0].mean() + values[:, 1:].mean()
+
+
 def adversarial_g(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. 9: non-saturating G loss -log sigmoid(D(Aug(G(x)))) = softplus(-l), batch mean."""
-    return F.softplus(-fake_logits).mean()
+    """Eq. 9: non-saturating G loss -log sigmoid(D(Aug(G(x)))) = softplus(-l), batch mean
+    (per head: `per_head_mean`)."""
+    return per_head_mean(F.softplus(-fake_logits))
 
 
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -51,9 +61,14 @@ def gradient_variance(output: torch.Tensor, target: torch.Tensor, patch: int = 8
 def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder 2018): mean over the batch of ||d D(y) / d y||^2; caller scales by gamma/2.
 
-    `real_images` must have requires_grad=True and `real_logits` be computed from them.
+    `real_images` must have requires_grad=True and `real_logits` be computed from them. With a
+    patch head, (B, 1 + P), D(y) is the global logit plus the mean patch logit, the scale at
+    which `per_head_mean` lets the patch head's gradient reach G.
     """
-    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    score = real_logits  # (B,)
+    if real_logits.ndim == 2 and real_logits.shape[1] > 1:
+        score = real_logits[:, 0] + real_logits[:, 1:].mean(1)
+    (grad,) = torch.autograd.grad(score.sum(), real_images, create_graph=True)
     return grad.square().sum(dim=[1, 2, 3]).mean()  # (B, C, H, W) -> scalar
 
 
@@ -251,6 +266,6 @@ def discriminator_loss(
     real_logits: torch.Tensor, fake_logits: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 8: L_D = softplus(-D(Aug(y))) + softplus(D(Aug(sg(G(x))))), and its two terms."""
-    terms = {"loss_d_real": F.softplus(-real_logits).mean(),
-             "loss_d_fake": F.softplus(fake_logits).mean()}
+    terms = {"loss_d_real": per_head_mean(F.softplus(-real_logits)),
+             "loss_d_fake": per_head_mean(F.softplus(fake_logits))}
     return terms["loss_d_real"] + terms["loss_d_fake"], terms

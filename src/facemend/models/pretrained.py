@@ -37,7 +37,8 @@ CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few KB
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on its JSON header
 # ModelConfig fields in which `init_from_weights` lets the new model differ from the folder's
-ADDABLE = ("full_res_skip", "num_skips", "d_channel_base", "d_max_channels", "mbstd_group")
+ADDABLE = ("full_res_skip", "num_skips", "d_channel_base", "d_max_channels", "mbstd_group",
+           "d_patch_res")
 WEIGHTS_ENV = "FACEMEND_WEIGHTS"  # a weights folder to use instead of the bundled default
 
 

@@ -206,7 +206,11 @@ DISCRIMINATOR_FILE = "discriminator.safetensors"
 
 
 def load_discriminator(D: torch.nn.Module, path: str | Path) -> Path:
-    """Load D's weights from a weights folder's discriminator.safetensors (or that file)."""
+    """Load D's weights from a weights folder's discriminator.safetensors (or that file).
+
+    A D saved without a patch head (model.d_patch_res = 0) starts a D that has one: the trunk
+    and the global head load, the patch head keeps its fresh initialisation.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / DISCRIMINATOR_FILE
@@ -218,6 +222,8 @@ def load_discriminator(D: torch.nn.Module, path: str | Path) -> Path:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise _unreadable(p, e) from None
+    if getattr(D, "patch", None) is not None and not any(k.startswith("patch.") for k in tensors):
+        tensors |= {k: v for k, v in D.state_dict().items() if k.startswith("patch.")}
     try:
         load_state_into(D, tensors, f"{p} [D]")
     except WeightsError as e:
