@@ -166,3 +166,38 @@ def test_same_identity_rate_needs_the_extractors_threshold(faces, tmp_path):
                    embedder_name="mean colour", progress=False)
     assert res["tasks"]["bfr"]["id_same"] is None
     assert res["protocol"]["id_same"].startswith("not computed")
+
+
+def test_model_method_runs_the_trained_noise_as_restore_does(tmp_path):
+    import torch
+
+    from facemend.evaluation.methods import make_restorer
+    from facemend.inference.restore import model_restorer
+    from facemend.models.pretrained import from_pretrained, save_pretrained
+
+    G = from_pretrained().eval()
+    with torch.no_grad():  # make the noise strong enough to show in uint8
+        for name, p in G.named_parameters():
+            if name.endswith("strength"):
+                p.fill_(0.5)
+    save_pretrained(G, tmp_path / "w")
+    rng = np.random.default_rng(0)
+    H = G.cfg.resolution
+    inputs = [rng.integers(0, 256, (H, H, 3), dtype=np.uint8) for _ in range(3)]
+    x = torch.from_numpy(np.stack(inputs)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def run(**kw) -> np.ndarray:
+        restore, desc = make_restorer("model", tmp_path / "w", batch_size=2, **kw)
+        assert f"noise_scale={kw.get('noise_scale', 1):g}" in desc
+        return np.stack(restore("bfr", inputs, inputs, ["a", "b", "c"]))
+
+    def expected(noise_scale: float, seed: int) -> np.ndarray:
+        forward = model_restorer(G, noise_scale=noise_scale, seed=seed)
+        y = torch.cat([forward(x[:2]), forward(x[2:])])  # the same batches, one generator
+        return ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    default = run()
+    np.testing.assert_array_equal(default, expected(1.0, 0))  # restore's default: noise on
+    np.testing.assert_array_equal(run(noise_scale=0.0), expected(0.0, 0))
+    assert np.abs(default.astype(int) - run(noise_scale=0.0)).max() > 0
+    np.testing.assert_array_equal(run(seed=3), expected(1.0, 3))

@@ -197,6 +197,7 @@ class EvalConfig:
     feature_extractor: Literal["dlib", "facenet", "inception"] = "dlib"
     batch_size: int = 8
     grid_images: int = 6
+    noise_scale: float = 1.0  # --method model: the trained noise, as `facemend restore`; 0 = none
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ Baselines:
 - `bicubic` / `lanczos`: for SR, upsample the small input to H with that Pillow filter (so
   `bicubic` equals `identity` on SR); for BFR the input is already H x H and there is nothing to
   resize, so both return the input unchanged (rows equal `identity`, kept for Table 1's layout).
-- `model`: a trained generator (`facemend.models.pretrained`), deterministic (noise_scale=0);
+- `model`: a trained generator (`facemend.models.pretrained`) with the trained noise, as
+  `facemend restore` runs it (eval.noise_scale, 0 = deterministic; noise seeded by eval.seed);
   inputs whose size differs from the model's resolution are resized to it with Lanczos and the
   outputs resized back with Lanczos (recorded in the results' protocol).
 """
@@ -57,15 +58,23 @@ def resize_restorer(resample: Image.Resampling) -> Restorer:
     return restore
 
 
-def model_restorer(weights: str | Path, batch_size: int = 8, device: str = "cpu") -> Restorer:
-    """A trained generator G(x, noise_scale=0) from a weights folder, batched."""
+def model_restorer(
+    weights: str | Path, batch_size: int = 8, device: str = "cpu", noise_scale: float = 1.0,
+    seed: int = 0,
+) -> Restorer:
+    """A trained generator from a weights folder, batched, run as `facemend restore` runs it
+    (`inference.restore.model_restorer`): noise_scale 1 = the trained noise, drawn from one
+    generator seeded with `seed` (reproducible for a given face order and batch size), 0 = none.
+    """
     import torch
 
+    from facemend.inference.restore import model_restorer as run_model
     from facemend.models import pretrained
 
     loader = getattr(pretrained, "load_pretrained", None) or pretrained.from_pretrained
     G = loader(weights).to(device).eval()
     res = int(G.cfg.resolution) if hasattr(G, "cfg") else None
+    forward = run_model(G, noise_scale=noise_scale, seed=seed, device=device)
 
     def restore(
         task: str, inputs: list[np.ndarray], smalls: list[np.ndarray], names: list[str]
@@ -77,9 +86,7 @@ def model_restorer(weights: str | Path, batch_size: int = 8, device: str = "cpu"
             if res is not None and (h, w) != (res, res):
                 chunk = [_lanczos(x, res, res) for x in chunk]
             arr = torch.from_numpy(np.stack(chunk)).to(device)  # (B, H, W, 3) uint8
-            x = arr.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) in [-1, 1]
-            with torch.no_grad():
-                y = G(x, noise_scale=0.0)  # (B, 3, H, W)
+            y = forward(arr.permute(0, 3, 1, 2).float() / 127.5 - 1.0)  # (B, 3, H, W), [-1, 1]
             y8 = ((y.float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
             for img in y8.permute(0, 2, 3, 1).numpy():  # (H, W, 3)
                 out.append(img if img.shape[:2] == (h, w) else _lanczos(img, h, w))
@@ -94,7 +101,8 @@ def _lanczos(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def make_restorer(
-    method: str, weights: str | Path | None = None, batch_size: int = 8
+    method: str, weights: str | Path | None = None, batch_size: int = 8,
+    noise_scale: float = 1.0, seed: int = 0,
 ) -> tuple[Restorer, str]:
     """(restorer, protocol description) for a method name of `facemend evaluate --method`."""
     if method == "identity":
@@ -108,6 +116,7 @@ def make_restorer(
             from facemend.models.pretrained import find_default_weights
 
             weights = find_default_weights()
-        desc = f"generator from {Path(weights).name}, noise_scale=0, Lanczos resize if needed"
-        return model_restorer(weights, batch_size), desc
+        desc = (f"generator from {Path(weights).name}, noise_scale={noise_scale:g} (seed "
+                f"{seed}), Lanczos resize if needed")
+        return model_restorer(weights, batch_size, noise_scale=noise_scale, seed=seed), desc
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

@@ -96,7 +96,8 @@ def evaluate(
         restorer, method_desc = method, "custom callable"
         name = method_name or getattr(method, "__name__", "custom")
     else:
-        restorer, method_desc = make_restorer(method, weights, cfg.batch_size)
+        restorer, method_desc = make_restorer(method, weights, cfg.batch_size, cfg.noise_scale,
+                                             cfg.seed)
         name = method_name or method
     same_threshold = None  # a custom embedder has no known same-person distance
     if embedder is None:
