@@ -201,3 +201,36 @@ def test_model_method_runs_the_trained_noise_as_restore_does(tmp_path):
     np.testing.assert_array_equal(run(noise_scale=0.0), expected(0.0, 0))
     assert np.abs(default.astype(int) - run(noise_scale=0.0)).max() > 0
     np.testing.assert_array_equal(run(seed=3), expected(1.0, 3))
+
+
+def test_compare_grid_shows_input_each_run_and_ground_truth(faces, tmp_path):
+    from facemend.evaluation import compare
+
+    data, _ = faces
+    cache = tmp_path / "cache"
+    cfg = EvalConfig(resolution=RES, tasks=("bfr", "sr8"), grid_images=2)
+
+    def inverted(task, inputs, smalls, names):
+        return [255 - x for x in inputs]
+
+    evaluate(data, tmp_path / "a", "identity", cache=cache, cfg=cfg, progress=False,
+             save_outputs=True)
+    evaluate(data, tmp_path / "b", inverted, cache=cache, cfg=cfg, progress=False,
+             save_outputs=True)
+    compare([tmp_path / "a", tmp_path / "b"], tmp_path / "c")
+    for task in ("bfr", "sr8"):
+        grid = load_rgb(tmp_path / "c" / f"compare_grid_{task}.png")
+        n = len(list((cache / task).glob("*.png")))
+        assert grid.shape == (min(n, 6) * RES, 4 * RES, 3)
+        first = sorted(p.name for p in (cache / task).glob("*.png"))[0]
+        tiles = [grid[:RES, k * RES:(k + 1) * RES] for k in range(4)]
+        ident = load_rgb(tmp_path / "a" / "outputs" / task / first)
+        np.testing.assert_array_equal(tiles[1], ident)
+        np.testing.assert_array_equal(tiles[2], 255 - ident)
+        np.testing.assert_array_equal(tiles[3], load_rgb(cache / "hq" / first))
+        if task == "bfr":
+            np.testing.assert_array_equal(tiles[0], load_rgb(cache / "bfr" / first))
+    # runs without saved outputs get the table and no grid
+    evaluate(data, tmp_path / "d", "identity", cache=cache, cfg=cfg, progress=False)
+    compare([tmp_path / "a", tmp_path / "d"], tmp_path / "e")
+    assert not list((tmp_path / "e").glob("compare_grid_*"))

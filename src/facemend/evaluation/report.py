@@ -129,19 +129,45 @@ def plot_precision_recall(runs: list[dict[str, Any]], path: str | Path,
     save_figure(fig, path, bbox_inches="tight")
 
 
-def save_grid(path: str | Path, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-    """PNG grid, one row per image: input | output | ground truth (inputs resized, nearest)."""
+def save_grid(path: str | Path, rows: list[tuple[np.ndarray, ...]]) -> None:
+    """PNG grid, one row per image, e.g. input | output | ground truth; every tile is resized
+    (nearest) to the last one's size, so a small SR input shows its pixels."""
     if not rows:
         return
-    h, w = rows[0][2].shape[:2]
+    h, w = rows[0][-1].shape[:2]
     tiles = []
-    for x, y, gt in rows:
-        if x.shape[:2] != (h, w):
-            x = np.asarray(Image.fromarray(x).resize((w, h), Image.Resampling.NEAREST))
-        tiles.append(np.concatenate([x, y, gt], axis=1))  # (H, 3W, 3)
+    for row in rows:
+        row = [t if t.shape[:2] == (h, w)
+               else np.asarray(Image.fromarray(t).resize((w, h), Image.Resampling.NEAREST))
+               for t in row]
+        tiles.append(np.concatenate(row, axis=1))  # (H, len(row) W, 3)
     buf = io.BytesIO()
     Image.fromarray(np.concatenate(tiles, axis=0)).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def compare_grids(runs: list[dict[str, Any]], run_dirs: list[str | Path], out: str | Path,
+                  n: int = 6) -> list[Path]:
+    """Per task that every run saved outputs for (`evaluate --save-outputs`), on one test set:
+    compare_grid_TASK.png, one row per face: degraded input | each run's output | ground truth.
+    Returns the files written (none when a run lacks outputs or the test sets differ)."""
+    saved = [r.get("outputs") for r in runs]
+    if not all(saved) or len({o["testset"] for o in saved}) != 1:
+        return []
+    testset = Path(saved[0]["testset"])
+    written = []
+    for task in runs[0].get("tasks", {}):
+        dirs = [Path(d) / o["dir"] / task for d, o in zip(run_dirs, saved, strict=True)]
+        if not all(d.is_dir() for d in dirs):
+            continue
+        names = sorted(set.intersection(*({p.name for p in d.glob("*.png")} for d in dirs)))[:n]
+        rows = [tuple(np.asarray(Image.open(f).convert("RGB"))
+                      for f in [testset / task / name, *(d / name for d in dirs),
+                                testset / "hq" / name]) for name in names]
+        if rows:
+            save_grid(Path(out) / f"compare_grid_{task}.png", rows)
+            written.append(Path(out) / f"compare_grid_{task}.png")
+    return written
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
@@ -156,7 +182,8 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
 
 
 def compare(run_dirs: list[str | Path], out: str | Path | None = None) -> str:
-    """Merge run folders into one Table 1-style markdown (written with Fig. 7 plots if `out`)."""
+    """Merge run folders into one Table 1-style markdown (written with Fig. 7 plots if `out`,
+    and with `compare_grids` where the runs saved their outputs)."""
     runs = [load_run(d) for d in run_dirs]
     methods = [r["method"] for r in runs]
     labels = [m if methods.count(m) == 1 else f"{m} ({Path(d).name})"
@@ -167,4 +194,5 @@ def compare(run_dirs: list[str | Path], out: str | Path | None = None) -> str:
         atomic_write_bytes(o / "compare.md", md.encode("utf-8"))
         plot_ipr_vs_k(runs, o / "fig7a.png", labels)
         plot_precision_recall(runs, o / "fig7b.png", labels)
+        compare_grids(runs, run_dirs, o)
     return md
