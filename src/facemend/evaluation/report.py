@@ -165,8 +165,8 @@ def compare_grids(runs: list[dict[str, Any]], run_dirs: list[str | Path], out: s
                       for f in [testset / task / name, *(d / name for d in dirs),
                                 testset / "hq" / name]) for name in names]
         if rows:
-            save_grid(Path(out) / f"compare_grid_{task}.png", rows)
             written.append(Path(out) / f"compare_grid_{task}.png")
+            save_grid(written[-1], rows)
     return written
 
 
